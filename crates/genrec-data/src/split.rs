@@ -1,0 +1,149 @@
+//! Leave-one-out split (design.md §4): per user, the last item is the test target, the second to
+//! last the validation target, and every earlier prefix a training example. Histories are cut to
+//! the last `max_history` items.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ItemId, SequenceDataset, UserId};
+
+/// How sequences become train / validation / test cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Keep only the last `max_history` items of every history (default 50; the Amazon recipes use 20).
+    #[serde(default = "default_max_history")]
+    pub max_history: usize,
+}
+
+fn default_max_history() -> usize {
+    50
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        SplitConfig {
+            max_history: default_max_history(),
+        }
+    }
+}
+
+/// One evaluation query: the model sees `history` (oldest first) and must rank `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalCase {
+    pub user: UserId,
+    pub history: Vec<ItemId>,
+    pub target: ItemId,
+}
+
+/// The three splits of a [`SequenceDataset`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaveOneOut {
+    pub n_items: usize,
+    pub max_history: usize,
+    /// `train[u]` = user `u`'s sequence without its last two items (may be a single item; the
+    /// training examples are its prefixes of length ≥ 1 and the item that follows each).
+    pub train: Vec<Vec<ItemId>>,
+    /// Target = second-to-last item; history = everything before it (truncated).
+    pub valid: Vec<EvalCase>,
+    /// Target = last item; history = everything before it, including the validation item (truncated).
+    pub test: Vec<EvalCase>,
+    /// Users with fewer than 3 interactions: they cannot give a train, valid and test item, so
+    /// they are skipped (and counted here) rather than guessed at.
+    pub skipped_short_users: usize,
+}
+
+fn tail(seq: &[ItemId], max: usize) -> Vec<ItemId> {
+    seq[seq.len().saturating_sub(max)..].to_vec()
+}
+
+impl LeaveOneOut {
+    pub fn new(dataset: &SequenceDataset, config: &SplitConfig) -> Self {
+        let max = config.max_history.max(1);
+        let mut split = LeaveOneOut {
+            n_items: dataset.n_items(),
+            max_history: max,
+            train: vec![Vec::new(); dataset.n_users()],
+            valid: Vec::new(),
+            test: Vec::new(),
+            skipped_short_users: 0,
+        };
+        for (u, seq) in dataset.sequences.iter().enumerate() {
+            let n = seq.len();
+            if n < 3 {
+                split.skipped_short_users += 1;
+                continue;
+            }
+            split.train[u] = seq[..n - 2].to_vec();
+            split.valid.push(EvalCase {
+                user: u as UserId,
+                history: tail(&seq[..n - 2], max),
+                target: seq[n - 2],
+            });
+            split.test.push(EvalCase {
+                user: u as UserId,
+                history: tail(&seq[..n - 1], max),
+                target: seq[n - 1],
+            });
+        }
+        split
+    }
+
+    /// Every training example `(user, history, target)`: for each position `t ≥ 1` of a user's
+    /// training sequence, the (truncated) items before `t` predict item `t`.
+    pub fn train_examples(&self) -> impl Iterator<Item = EvalCase> + '_ {
+        self.train.iter().enumerate().flat_map(move |(u, seq)| {
+            (1..seq.len()).map(move |t| EvalCase {
+                user: u as UserId,
+                history: tail(&seq[..t], self.max_history),
+                target: seq[t],
+            })
+        })
+    }
+
+    /// Item interaction counts over the training sequences only (what a popularity model may see).
+    pub fn train_item_counts(&self) -> Vec<u32> {
+        SequenceDataset::item_counts(self.n_items, &self.train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset(seqs: Vec<Vec<ItemId>>, n_items: usize) -> SequenceDataset {
+        SequenceDataset {
+            name: "t".into(),
+            user_tokens: (0..seqs.len()).map(|u| u.to_string()).collect(),
+            item_tokens: (0..n_items).map(|i| i.to_string()).collect(),
+            items: vec![Default::default(); n_items],
+            sequences: seqs,
+        }
+    }
+
+    #[test]
+    fn leave_one_out_by_hand() {
+        let d = dataset(vec![vec![0, 1, 2, 3, 4], vec![5, 6], vec![7, 8, 9]], 10);
+        let s = LeaveOneOut::new(&d, &SplitConfig { max_history: 2 });
+        assert_eq!(s.skipped_short_users, 1);
+        assert_eq!(s.train[0], [0, 1, 2]);
+        assert!(s.train[1].is_empty());
+        assert_eq!(s.valid[0], EvalCase { user: 0, history: vec![1, 2], target: 3 });
+        assert_eq!(s.test[0], EvalCase { user: 0, history: vec![2, 3], target: 4 });
+        assert_eq!(s.test[1], EvalCase { user: 2, history: vec![7, 8], target: 9 });
+        let ex: Vec<_> = s.train_examples().collect();
+        // user 0: [0]->1, [0,1]->2 ; user 2: [7] has no next training item.
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[1], EvalCase { user: 0, history: vec![0, 1], target: 2 });
+        assert_eq!(s.train_item_counts()[0..3], [1, 1, 1]);
+        assert_eq!(s.train_item_counts()[3], 0, "validation items never count as training");
+    }
+
+    #[test]
+    fn truncation_keeps_the_most_recent() {
+        let d = dataset(vec![(0..60).collect()], 60);
+        let s = LeaveOneOut::new(&d, &SplitConfig::default());
+        assert_eq!(s.test[0].history.len(), 50);
+        assert_eq!(s.test[0].history[0], 9);
+        assert_eq!(*s.test[0].history.last().unwrap(), 58);
+    }
+}

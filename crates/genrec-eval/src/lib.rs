@@ -1,0 +1,44 @@
+//! # genrec-eval
+//!
+//! The evaluation protocol of `design.md` §4, shared by every model:
+//!
+//! - [`Recommender`]: histories in, ranked item lists (and optionally full score rows) out;
+//! - [`ranking`]: pessimistic rank of a target among scores, top-K selection without sorting all
+//!   items, sampled 1 + N candidates, ranks inside generated lists (invalid and duplicate ids
+//!   removed without backfill);
+//! - [`metrics`]: Recall/HR, NDCG and MRR at any K, invalid@K, per-group breakdowns;
+//! - [`evaluate`]: runs a recommender over leave-one-out cases (rayon over batches);
+//! - [`stats`]: mean ± std over seeds, paired t-test and Wilcoxon signed-rank;
+//! - [`report`]: the `metrics.json` shape and markdown tables.
+
+pub mod evaluate;
+pub mod lists;
+pub mod metrics;
+pub mod ranking;
+pub mod report;
+pub mod stats;
+
+pub use evaluate::{evaluate, EvalConfig, Evaluation, RankingMode};
+pub use metrics::{MetricSet, UserOutcome};
+pub use report::MetricsReport;
+
+use genrec_data::ItemId;
+
+/// A model as evaluation sees it. Histories are item ids, oldest first.
+pub trait Recommender: Sync {
+    /// Short name written into metrics.json (`"pop"`, `"sasrec"`, …).
+    fn name(&self) -> String;
+
+    /// Number of items the model ranks (ids `0..n_items`).
+    fn n_items(&self) -> usize;
+
+    /// For each history, at most `k` distinct item ids, best first.
+    fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>>;
+
+    /// Scores of every item for each history, row-major `[histories.len() * n_items]`, when the
+    /// model has them. Evaluation then ranks the target among *all* items with pessimistic ties;
+    /// models that only generate lists return `None` and are scored on their lists.
+    fn scores(&self, _histories: &[&[ItemId]]) -> Option<Vec<f32>> {
+        None
+    }
+}

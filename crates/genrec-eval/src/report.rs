@@ -1,0 +1,135 @@
+//! `metrics.json` (design.md §3) and markdown tables of runs side by side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::GroupMetrics;
+
+/// The `metrics.json` of a run or of `genrec evaluate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    pub experiment: String,
+    pub dataset: String,
+    pub model: String,
+    /// `"test"` or `"valid"`.
+    pub split: String,
+    pub seed: u64,
+    pub users: usize,
+    /// `recall@K`, `ndcg@K`, `mrr@K`.
+    pub metrics: BTreeMap<String, f64>,
+    /// `invalid@K` (generated lists only), written at the top level.
+    #[serde(flatten)]
+    pub invalid: BTreeMap<String, f64>,
+    /// `"full"` or `"sampled-N"`.
+    pub ranking: String,
+    pub exclude_history: bool,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<GroupMetrics>>,
+}
+
+impl MetricsReport {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a metrics.json: {e}", path.display()))
+    }
+}
+
+/// Orders metric keys as a reader expects: by K, then recall, ndcg, mrr, then anything else.
+fn key_order(key: &str) -> (usize, usize, String) {
+    let (name, k) = key.split_once('@').unwrap_or((key, ""));
+    let k = k.parse().unwrap_or(usize::MAX);
+    let m = ["recall", "ndcg", "mrr"].iter().position(|n| *n == name).unwrap_or(3);
+    (k, m, name.to_string())
+}
+
+/// One row of a side-by-side table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub label: String,
+    pub report: MetricsReport,
+}
+
+/// A markdown table: one row per run, one column per metric (union of all runs, ordered by K).
+/// `columns` restricts the metrics shown when given.
+pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
+    let keys: Vec<String> = match columns {
+        Some(c) => c.to_vec(),
+        None => {
+            let mut all: Vec<String> = rows.iter().flat_map(|r| r.report.metrics.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+            all.sort_by_key(|k| key_order(k));
+            all
+        }
+    };
+    let mut out = String::from("| run | model | dataset | ranking | users |");
+    for k in &keys {
+        out += &format!(" {k} |");
+    }
+    out += "\n|---|---|---|---|---:|";
+    out += &"---:|".repeat(keys.len());
+    out += "\n";
+    for r in rows {
+        let m = &r.report;
+        out += &format!("| {} | {} | {} | {} | {} |", r.label, m.model, m.dataset, m.ranking, m.users);
+        for k in &keys {
+            match m.metrics.get(k) {
+                Some(v) => out += &format!(" {v:.4} |"),
+                None => out += " – |",
+            }
+        }
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(metrics: &[(&str, f64)]) -> MetricsReport {
+        MetricsReport {
+            experiment: "e".into(),
+            dataset: "d".into(),
+            model: "pop".into(),
+            split: "test".into(),
+            seed: 1,
+            users: 3,
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            invalid: [("invalid@10".to_string(), 0.5)].into(),
+            ranking: "full".into(),
+            exclude_history: false,
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+            device: "flex".into(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn json_shape_round_trips() {
+        let r = report(&[("recall@10", 0.25)]);
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["invalid@10"], 0.5);
+        assert_eq!(v["metrics"]["recall@10"], 0.25);
+        let back: MetricsReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn table_orders_by_k() {
+        let t = markdown_table(
+            &[
+                Row { label: "a".into(), report: report(&[("recall@10", 0.25), ("ndcg@5", 0.1), ("recall@5", 0.2)]) },
+                Row { label: "b".into(), report: report(&[("recall@5", 0.3)]) },
+            ],
+            None,
+        );
+        let header = t.lines().next().unwrap();
+        assert!(header.ends_with("| recall@5 | ndcg@5 | recall@10 |"), "{header}");
+        assert!(t.contains("| b | pop | d | full | 3 | 0.3000 | – | – |"), "{t}");
+    }
+}
