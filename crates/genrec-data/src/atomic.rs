@@ -46,9 +46,9 @@ pub fn read_table(path: &Path) -> Result<AtomicTable> {
         .ok_or_else(|| DataError::format(path, "empty file: expected a `name:type` header line"))?;
     let mut columns = Vec::new();
     for field in header.split('\t') {
-        let (name, kind) = field.split_once(':').ok_or_else(|| {
-            DataError::parse(path, 1, format!("header field `{field}` is not `name:type`"))
-        })?;
+        let (name, kind) = field
+            .split_once(':')
+            .ok_or_else(|| DataError::parse(path, 1, format!("header field `{field}` is not `name:type`")))?;
         let kind = match kind {
             "token" => FieldType::Token,
             "token_seq" => FieldType::TokenSeq,
@@ -159,7 +159,11 @@ pub fn load_items(path: &Path) -> Result<HashMap<String, ItemInfo>> {
             }
         }
         if out.insert(fields[id].clone(), info).is_some() {
-            return Err(DataError::parse(path, *line, format!("item_id `{}` appears twice", fields[id])));
+            return Err(DataError::parse(
+                path,
+                *line,
+                format!("item_id `{}` appears twice", fields[id]),
+            ));
         }
     }
     Ok(out)
@@ -212,23 +216,42 @@ mod tests {
 
         let bad_type = write(&dir, "b.inter", "user_id:token\titem_id:int\n1\t2\n");
         let e = load_interactions(&bad_type).unwrap_err().to_string();
-        assert!(e.contains("b.inter:1") && e.contains("item_id") && e.contains("unknown type"), "{e}");
+        assert!(
+            e.contains("b.inter:1") && e.contains("item_id") && e.contains("unknown type"),
+            "{e}"
+        );
 
         let no_type = write(&dir, "c.inter", "user_id\titem_id:token\n1\t2\n");
-        assert!(load_interactions(&no_type).unwrap_err().to_string().contains("not `name:type`"));
+        assert!(load_interactions(&no_type)
+            .unwrap_err()
+            .to_string()
+            .contains("not `name:type`"));
 
         let missing = write(&dir, "d.inter", "user:token\titem_id:token\n1\t2\n");
         let e = load_interactions(&missing).unwrap_err().to_string();
         assert!(e.contains("missing column `user_id`"), "{e}");
 
-        let bad_time = write(&dir, "e.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\tnoon\n");
+        let bad_time = write(
+            &dir,
+            "e.inter",
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n1\t2\tnoon\n",
+        );
         let e = load_interactions(&bad_time).unwrap_err().to_string();
-        assert!(e.contains("e.inter:3") && e.contains("timestamp") && e.contains("noon"), "{e}");
+        assert!(
+            e.contains("e.inter:3") && e.contains("timestamp") && e.contains("noon"),
+            "{e}"
+        );
 
         let empty = write(&dir, "f.inter", "");
-        assert!(load_interactions(&empty).unwrap_err().to_string().contains("empty file"));
+        assert!(load_interactions(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty file"));
         let header_only = write(&dir, "g.inter", "user_id:token\titem_id:token\n");
-        assert!(load_interactions(&header_only).unwrap_err().to_string().contains("no data rows"));
+        assert!(load_interactions(&header_only)
+            .unwrap_err()
+            .to_string()
+            .contains("no data rows"));
 
         let empty_id = write(&dir, "h.inter", "user_id:token\titem_id:token\n1\t\n");
         let e = load_interactions(&empty_id).unwrap_err().to_string();
@@ -245,9 +268,16 @@ mod tests {
     #[test]
     fn duplicate_timestamps_keep_file_order() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(&dir, "x.inter", "user_id:token\titem_id:token\ttimestamp:float\nu\t9\t1\nu\t1\t1\nu\t5\t1\n");
+        let p = write(
+            &dir,
+            "x.inter",
+            "user_id:token\titem_id:token\ttimestamp:float\nu\t9\t1\nu\t1\t1\nu\t5\t1\n",
+        );
         let d = SequenceDataset::from_events("x", load_interactions(&p).unwrap());
-        let raw: Vec<&str> = d.sequences[0].iter().map(|&i| d.item_tokens[i as usize].as_str()).collect();
+        let raw: Vec<&str> = d.sequences[0]
+            .iter()
+            .map(|&i| d.item_tokens[i as usize].as_str())
+            .collect();
         assert_eq!(raw, ["9", "1", "5"]);
     }
 

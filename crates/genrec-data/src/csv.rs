@@ -19,8 +19,8 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>> {
     };
     let delim = if first.contains('\t') { '\t' } else { ',' };
     let head: Vec<&str> = first.split(delim).map(str::trim).collect();
-    let looks_like_header = head.len() >= 2
-        && (head[0].eq_ignore_ascii_case("user") || head[0].eq_ignore_ascii_case("user_id"));
+    let looks_like_header =
+        head.len() >= 2 && (head[0].eq_ignore_ascii_case("user") || head[0].eq_ignore_ascii_case("user_id"));
     let width = head.len();
     if looks_like_header {
         let ok = head[1].to_ascii_lowercase().starts_with("item")
@@ -34,13 +34,21 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>> {
         }
         rows.next();
     } else if !(2..=3).contains(&width) {
-        return Err(DataError::parse(path, 1, format!("{width} fields: expected user,item[,timestamp]")));
+        return Err(DataError::parse(
+            path,
+            1,
+            format!("{width} fields: expected user,item[,timestamp]"),
+        ));
     }
     let mut events = Vec::new();
     for (pos, (line, l)) in rows.enumerate() {
         let f: Vec<&str> = l.split(delim).map(str::trim).collect();
         if f.len() != width {
-            return Err(DataError::parse(path, line, format!("{} fields, expected {width}", f.len())));
+            return Err(DataError::parse(
+                path,
+                line,
+                format!("{} fields, expected {width}", f.len()),
+            ));
         }
         if f[0].is_empty() || f[1].is_empty() {
             return Err(DataError::parse(path, line, "empty user or item field"));

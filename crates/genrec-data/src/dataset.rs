@@ -292,7 +292,11 @@ impl SequenceDataset {
             users,
             items,
             interactions,
-            mean_length: if users == 0 { 0.0 } else { interactions as f64 / users as f64 },
+            mean_length: if users == 0 {
+                0.0
+            } else {
+                interactions as f64 / users as f64
+            },
             median_length,
             min_length: lengths.first().copied().unwrap_or(0),
             max_length: lengths.last().copied().unwrap_or(0),
@@ -333,9 +337,17 @@ mod tests {
         // u1 has two events at t=5: file order (z then a) must survive, not item-id order.
         let d = SequenceDataset::from_events(
             "t",
-            vec![ev("u1", "z", 5.0), ev("u2", "a", 1.0), ev("u1", "a", 5.0), ev("u1", "b", 1.0)],
+            vec![
+                ev("u1", "z", 5.0),
+                ev("u2", "a", 1.0),
+                ev("u1", "a", 5.0),
+                ev("u1", "b", 1.0),
+            ],
         );
-        let names: Vec<&str> = d.sequences[0].iter().map(|&i| d.item_tokens[i as usize].as_str()).collect();
+        let names: Vec<&str> = d.sequences[0]
+            .iter()
+            .map(|&i| d.item_tokens[i as usize].as_str())
+            .collect();
         assert_eq!(names, ["b", "z", "a"]);
         assert_eq!(d.user_tokens, ["u1", "u2"]);
     }
@@ -383,7 +395,10 @@ mod tests {
         // Same raw items in the same order for every user.
         for u in 0..d.n_users() {
             let raw = |ds: &SequenceDataset| -> Vec<String> {
-                ds.sequences[u].iter().map(|&i| ds.item_tokens[i as usize].clone()).collect()
+                ds.sequences[u]
+                    .iter()
+                    .map(|&i| ds.item_tokens[i as usize].clone())
+                    .collect()
             };
             assert_eq!(raw(&d), raw(&a));
         }
@@ -394,7 +409,14 @@ mod tests {
     fn stats_by_hand() {
         let d = SequenceDataset::from_events(
             "t",
-            vec![ev("u1", "a", 0.0), ev("u1", "b", 1.0), ev("u2", "a", 0.0), ev("u3", "c", 0.0), ev("u3", "a", 1.0), ev("u3", "b", 2.0)],
+            vec![
+                ev("u1", "a", 0.0),
+                ev("u1", "b", 1.0),
+                ev("u2", "a", 0.0),
+                ev("u3", "c", 0.0),
+                ev("u3", "a", 1.0),
+                ev("u3", "b", 2.0),
+            ],
         );
         let s = d.stats();
         assert_eq!((s.users, s.items, s.interactions), (3, 3, 6));

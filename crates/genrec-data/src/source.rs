@@ -77,7 +77,10 @@ impl FromStr for DatasetSpec {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if matches!(ext, "inter" | "csv" | "tsv" | "txt") {
             if !path.exists() {
-                return Err(DataError::Invalid(format!("dataset file {} does not exist", path.display())));
+                return Err(DataError::Invalid(format!(
+                    "dataset file {} does not exist",
+                    path.display()
+                )));
             }
             return Ok(DatasetSpec::File(path));
         }
@@ -135,7 +138,10 @@ mod tests {
     #[test]
     fn parses_names() {
         assert!(matches!("ml-100k".parse::<DatasetSpec>().unwrap(), DatasetSpec::MovieLens(a) if a.name == "ml-100k"));
-        assert_eq!("amazon-p5:beauty".parse::<DatasetSpec>().unwrap(), DatasetSpec::AmazonP5("Beauty".into()));
+        assert_eq!(
+            "amazon-p5:beauty".parse::<DatasetSpec>().unwrap(),
+            DatasetSpec::AmazonP5("Beauty".into())
+        );
         let s = "synthetic:users=30,items=20,seed=4".parse::<DatasetSpec>().unwrap();
         let DatasetSpec::Synthetic(c) = s else { panic!() };
         assert_eq!((c.users, c.items, c.seed), (30, 20, 4));

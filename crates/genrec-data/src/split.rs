@@ -127,13 +127,41 @@ mod tests {
         assert_eq!(s.skipped_short_users, 1);
         assert_eq!(s.train[0], [0, 1, 2]);
         assert!(s.train[1].is_empty());
-        assert_eq!(s.valid[0], EvalCase { user: 0, history: vec![1, 2], target: 3 });
-        assert_eq!(s.test[0], EvalCase { user: 0, history: vec![2, 3], target: 4 });
-        assert_eq!(s.test[1], EvalCase { user: 2, history: vec![7, 8], target: 9 });
+        assert_eq!(
+            s.valid[0],
+            EvalCase {
+                user: 0,
+                history: vec![1, 2],
+                target: 3
+            }
+        );
+        assert_eq!(
+            s.test[0],
+            EvalCase {
+                user: 0,
+                history: vec![2, 3],
+                target: 4
+            }
+        );
+        assert_eq!(
+            s.test[1],
+            EvalCase {
+                user: 2,
+                history: vec![7, 8],
+                target: 9
+            }
+        );
         let ex: Vec<_> = s.train_examples().collect();
         // user 0: [0]->1, [0,1]->2 ; user 2: [7] has no next training item.
         assert_eq!(ex.len(), 2);
-        assert_eq!(ex[1], EvalCase { user: 0, history: vec![0, 1], target: 2 });
+        assert_eq!(
+            ex[1],
+            EvalCase {
+                user: 0,
+                history: vec![0, 1],
+                target: 2
+            }
+        );
         assert_eq!(s.train_item_counts()[0..3], [1, 1, 1]);
         assert_eq!(s.train_item_counts()[3], 0, "validation items never count as training");
     }

@@ -45,10 +45,12 @@ impl Default for SyntheticConfig {
 }
 
 const WORDS: [&str; 16] = [
-    "red", "soft", "mini", "classic", "deluxe", "travel", "organic", "matte", "glow", "pure", "bold", "daily",
-    "fresh", "silk", "pro", "ultra",
+    "red", "soft", "mini", "classic", "deluxe", "travel", "organic", "matte", "glow", "pure", "bold", "daily", "fresh",
+    "silk", "pro", "ultra",
 ];
-const NOUNS: [&str; 10] = ["lipstick", "serum", "puzzle", "novel", "lamp", "kettle", "shampoo", "sneaker", "robot", "candle"];
+const NOUNS: [&str; 10] = [
+    "lipstick", "serum", "puzzle", "novel", "lamp", "kettle", "shampoo", "sneaker", "robot", "candle",
+];
 
 impl SyntheticConfig {
     /// A small configuration for unit tests (200 users, 100 items).
@@ -179,7 +181,10 @@ mod tests {
 
     #[test]
     fn bad_config_named() {
-        let c = SyntheticConfig { topics: 0, ..SyntheticConfig::small() };
+        let c = SyntheticConfig {
+            topics: 0,
+            ..SyntheticConfig::small()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("`topics`"));
     }
 }

@@ -90,20 +90,34 @@ impl EvalConfig {
     pub fn validate(&self, n_items: usize) -> Result<MetricSet, String> {
         let set = MetricSet::new(self.ks.clone()).map_err(|e| format!("eval.ks: {e}"))?;
         if set.max_k() > n_items {
-            return Err(format!("eval.ks: K = {} is larger than the {n_items} items", set.max_k()));
+            return Err(format!(
+                "eval.ks: K = {} is larger than the {n_items} items",
+                set.max_k()
+            ));
         }
         if self.batch_size == 0 {
             return Err("eval.batch_size must be at least 1".into());
         }
         if self.ranking == RankingMode::Sampled {
             if self.negatives == 0 || self.negatives >= n_items {
-                return Err(format!("eval.negatives = {} must be between 1 and {}", self.negatives, n_items - 1));
+                return Err(format!(
+                    "eval.negatives = {} must be between 1 and {}",
+                    self.negatives,
+                    n_items - 1
+                ));
             }
             if set.max_k() > self.negatives + 1 {
-                return Err(format!("eval.ks: K = {} exceeds the {} sampled candidates", set.max_k(), self.negatives + 1));
+                return Err(format!(
+                    "eval.ks: K = {} exceeds the {} sampled candidates",
+                    set.max_k(),
+                    self.negatives + 1
+                ));
             }
         }
-        for (name, edges) in [("popularity_edges", &self.popularity_edges), ("history_edges", &self.history_edges)] {
+        for (name, edges) in [
+            ("popularity_edges", &self.popularity_edges),
+            ("history_edges", &self.history_edges),
+        ] {
             if edges.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!("eval.{name} must be strictly increasing"));
             }
@@ -142,7 +156,10 @@ fn negatives_for(case: &EvalCase, n_items: usize, n: usize, seed: u64) -> Result
     forbidden.dedup();
     let pool = n_items - forbidden.len();
     if pool < n {
-        return Err(format!("user {}: only {pool} items left to sample {n} negatives from", case.user));
+        return Err(format!(
+            "user {}: only {pool} items left to sample {n} negatives from",
+            case.user
+        ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (case.user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // Sample positions in the allowed pool, then map each position past the forbidden ids.
@@ -200,24 +217,46 @@ pub fn evaluate(
                     for (c, row) in batch.iter().zip(scores.chunks(n_items)) {
                         let rank = match config.ranking {
                             RankingMode::Full => pessimistic_rank(row, c.target, &excluded(c)),
-                            RankingMode::Sampled => sampled_rank(row, c.target, &negatives_for(c, n_items, config.negatives, seed)?),
+                            RankingMode::Sampled => {
+                                sampled_rank(row, c.target, &negatives_for(c, n_items, config.negatives, seed)?)
+                            }
                         };
-                        out.push(UserOutcome { user: c.user, target: c.target, rank, history_len: c.history.len(), invalid: Vec::new() });
+                        out.push(UserOutcome {
+                            user: c.user,
+                            target: c.target,
+                            rank,
+                            history_len: c.history.len(),
+                            invalid: Vec::new(),
+                        });
                     }
                 }
                 None => {
                     if config.ranking == RankingMode::Sampled {
-                        return Err(format!("model `{}` generates lists and has no scores: sampled ranking needs scores", model.name()));
+                        return Err(format!(
+                            "model `{}` generates lists and has no scores: sampled ranking needs scores",
+                            model.name()
+                        ));
                     }
                     let lists = model.recommend(&histories, max_k);
                     if lists.len() != batch.len() {
-                        return Err(format!("model `{}` returned {} lists for {} histories", model.name(), lists.len(), batch.len()));
+                        return Err(format!(
+                            "model `{}` returned {} lists for {} histories",
+                            model.name(),
+                            lists.len(),
+                            batch.len()
+                        ));
                     }
                     for (c, list) in batch.iter().zip(lists) {
                         let list: Vec<Option<ItemId>> = list.into_iter().map(Some).collect();
                         let r = rank_in_list(&list, c.target, Some(n_items), &excluded(c));
                         let invalid = set.ks.iter().map(|&k| r.invalid_at(k)).collect();
-                        out.push(UserOutcome { user: c.user, target: c.target, rank: r.rank, history_len: c.history.len(), invalid });
+                        out.push(UserOutcome {
+                            user: c.user,
+                            target: c.target,
+                            rank: r.rank,
+                            history_len: c.history.len(),
+                            invalid,
+                        });
                     }
                 }
             }
@@ -232,13 +271,24 @@ pub fn evaluate(
 }
 
 /// Metrics, invalid@K and group breakdowns of a set of per-user outcomes.
-pub fn summarize(set: &MetricSet, config: &EvalConfig, outcomes: Vec<UserOutcome>, train_counts: Option<&[u32]>) -> Evaluation {
+pub fn summarize(
+    set: &MetricSet,
+    config: &EvalConfig,
+    outcomes: Vec<UserOutcome>,
+    train_counts: Option<&[u32]>,
+) -> Evaluation {
     let mut groups = BTreeMap::new();
     if let Some(counts) = train_counts {
         let pop = |o: &UserOutcome| counts.get(o.target as usize).copied().unwrap_or(0) as usize;
-        groups.insert("popularity".to_string(), breakdown(set, &outcomes, &config.popularity_edges, pop));
+        groups.insert(
+            "popularity".to_string(),
+            breakdown(set, &outcomes, &config.popularity_edges, pop),
+        );
     }
-    groups.insert("history_length".to_string(), breakdown(set, &outcomes, &config.history_edges, |o| o.history_len));
+    groups.insert(
+        "history_length".to_string(),
+        breakdown(set, &outcomes, &config.history_edges, |o| o.history_len),
+    );
     Evaluation {
         ranking: config.ranking_label(),
         users: outcomes.len(),
@@ -281,13 +331,20 @@ mod tests {
     #[test]
     fn scores_and_lists_paths() {
         let cases = vec![case(0, vec![9], 8), case(1, vec![], 0)];
-        let cfg = EvalConfig { ks: vec![1, 2], batch_size: 1, ..Default::default() };
+        let cfg = EvalConfig {
+            ks: vec![1, 2],
+            batch_size: 1,
+            ..Default::default()
+        };
         let e = evaluate(&Fixed { n: 10, lists: false }, &cases, None, &cfg, 0).unwrap();
         assert_eq!(e.outcomes[0].rank, Some(2));
         assert_eq!(e.outcomes[1].rank, Some(10));
         assert_eq!(e.metrics["recall@2"], 0.5);
         assert!(e.invalid.is_none());
-        let ex = EvalConfig { exclude_history: true, ..cfg.clone() };
+        let ex = EvalConfig {
+            exclude_history: true,
+            ..cfg.clone()
+        };
         let e = evaluate(&Fixed { n: 10, lists: false }, &cases, None, &ex, 0).unwrap();
         assert_eq!(e.outcomes[0].rank, Some(1));
 
@@ -311,7 +368,12 @@ mod tests {
         assert_eq!(sorted.len(), 8);
         assert!(a.iter().all(|&i| i < 12 && ![0, 2, 5, 7].contains(&i)), "{a:?}");
         assert!(negatives_for(&c, 12, 9, 1).is_err());
-        let cfg = EvalConfig { ks: vec![1, 5], ranking: RankingMode::Sampled, negatives: 5, ..Default::default() };
+        let cfg = EvalConfig {
+            ks: vec![1, 5],
+            ranking: RankingMode::Sampled,
+            negatives: 5,
+            ..Default::default()
+        };
         let e = evaluate(&Fixed { n: 12, lists: false }, &[c], None, &cfg, 1).unwrap();
         assert_eq!(e.ranking, "sampled-5");
         // Negatives are 5 items from {1,3,4,6,8,9,10,11}; the target 7 beats those below it.
@@ -322,12 +384,40 @@ mod tests {
     #[test]
     fn bad_config_names_field() {
         let m = Fixed { n: 10, lists: false };
-        let e = evaluate(&m, &[], None, &EvalConfig { ks: vec![20], ..Default::default() }, 0).unwrap_err();
+        let e = evaluate(
+            &m,
+            &[],
+            None,
+            &EvalConfig {
+                ks: vec![20],
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap_err();
         assert!(e.contains("eval.ks") && e.contains("10 items"), "{e}");
-        let e = evaluate(&m, &[], None, &EvalConfig { batch_size: 0, ks: vec![5], ..Default::default() }, 0).unwrap_err();
+        let e = evaluate(
+            &m,
+            &[],
+            None,
+            &EvalConfig {
+                batch_size: 0,
+                ks: vec![5],
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap_err();
         assert!(e.contains("eval.batch_size"), "{e}");
         let lists = Fixed { n: 10, lists: true };
-        let cfg = EvalConfig { ks: vec![5], ranking: RankingMode::Sampled, negatives: 5, ..Default::default() };
-        assert!(evaluate(&lists, &[case(0, vec![], 1)], None, &cfg, 0).unwrap_err().contains("needs scores"));
+        let cfg = EvalConfig {
+            ks: vec![5],
+            ranking: RankingMode::Sampled,
+            negatives: 5,
+            ..Default::default()
+        };
+        assert!(evaluate(&lists, &[case(0, vec![], 1)], None, &cfg, 0)
+            .unwrap_err()
+            .contains("needs scores"));
     }
 }

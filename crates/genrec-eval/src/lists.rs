@@ -41,14 +41,31 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
         let l: Line = serde_json::from_str(raw).map_err(|e| format!("{line}: {e}"))?;
         let in_range = |id: i64| id >= 0 && n_items.is_none_or(|n| (id as usize) < n);
         if !in_range(l.target) {
-            return Err(format!("{line}: field `target`: id {} is out of range{}", l.target, n_items.map(|n| format!(" (--items {n})")).unwrap_or_default()));
+            return Err(format!(
+                "{line}: field `target`: id {} is out of range{}",
+                l.target,
+                n_items.map(|n| format!(" (--items {n})")).unwrap_or_default()
+            ));
         }
         if !users.insert(l.user) {
             return Err(format!("{line}: field `user`: user {} already appeared", l.user));
         }
-        let list: Vec<Option<ItemId>> = l.ranked.iter().map(|&id| (id >= 0 && id <= u32::MAX as i64).then_some(id as ItemId)).collect();
-        let history: Vec<ItemId> = l.history.iter().filter(|&&h| in_range(h)).map(|&h| h as ItemId).collect();
-        let excluded = if config.exclude_history { history.clone() } else { Vec::new() };
+        let list: Vec<Option<ItemId>> = l
+            .ranked
+            .iter()
+            .map(|&id| (id >= 0 && id <= u32::MAX as i64).then_some(id as ItemId))
+            .collect();
+        let history: Vec<ItemId> = l
+            .history
+            .iter()
+            .filter(|&&h| in_range(h))
+            .map(|&h| h as ItemId)
+            .collect();
+        let excluded = if config.exclude_history {
+            history.clone()
+        } else {
+            Vec::new()
+        };
         let r = rank_in_list(&list, l.target as ItemId, n_items, &excluded);
         outcomes.push(UserOutcome {
             user: l.user,
@@ -70,7 +87,10 @@ mod tests {
 
     #[test]
     fn design_vectors_through_jsonl() {
-        let cfg = EvalConfig { ks: vec![1, 5], ..Default::default() };
+        let cfg = EvalConfig {
+            ks: vec![1, 5],
+            ..Default::default()
+        };
         let text = r#"{"user": 0, "target": 7, "ranked": [3, 7, 4]}
 {"user": 1, "target": 7, "ranked": [3, 4]}
 
@@ -83,7 +103,10 @@ mod tests {
         assert!((e.metrics["ndcg@5"] - (0.630_929_753_571_457_4 + 1.0) / 3.0).abs() < 1e-9);
         assert_eq!(e.metrics["recall@1"], 1.0 / 3.0);
         assert!((e.invalid.as_ref().unwrap()["invalid@1"] - 1.0 / 3.0).abs() < 1e-12);
-        let ex = EvalConfig { exclude_history: true, ..cfg };
+        let ex = EvalConfig {
+            exclude_history: true,
+            ..cfg
+        };
         assert_eq!(evaluate_lists(text, Some(100), &ex).unwrap().outcomes[2].rank, None);
     }
 
@@ -91,10 +114,22 @@ mod tests {
     fn bad_lines_are_named() {
         let cfg = EvalConfig::default();
         for (text, want) in [
-            ("{\"user\": 0, \"target\": 1, \"ranked\": [1]}\n{\"user\": 1}\n", "2: missing field `target`"),
-            ("{\"user\": 0, \"target\": 1, \"ranked\": [1], \"score\": 3}\n", "1: unknown field `score`"),
-            ("{\"user\": 0, \"target\": 100, \"ranked\": []}\n", "1: field `target`: id 100 is out of range (--items 100)"),
-            ("{\"user\": 0, \"target\": 1, \"ranked\": []}\n{\"user\": 0, \"target\": 1, \"ranked\": []}\n", "2: field `user`"),
+            (
+                "{\"user\": 0, \"target\": 1, \"ranked\": [1]}\n{\"user\": 1}\n",
+                "2: missing field `target`",
+            ),
+            (
+                "{\"user\": 0, \"target\": 1, \"ranked\": [1], \"score\": 3}\n",
+                "1: unknown field `score`",
+            ),
+            (
+                "{\"user\": 0, \"target\": 100, \"ranked\": []}\n",
+                "1: field `target`: id 100 is out of range (--items 100)",
+            ),
+            (
+                "{\"user\": 0, \"target\": 1, \"ranked\": []}\n{\"user\": 0, \"target\": 1, \"ranked\": []}\n",
+                "2: field `user`",
+            ),
             ("not json\n", "1: expected"),
             ("\n", "no lines"),
         ] {

@@ -97,7 +97,10 @@ impl MetricSet {
                 .iter()
                 .enumerate()
                 .map(|(j, &k)| {
-                    let sum: f64 = outcomes.iter().map(|o| o.invalid.get(j).copied().unwrap_or(0) as f64 / k as f64).sum();
+                    let sum: f64 = outcomes
+                        .iter()
+                        .map(|o| o.invalid.get(j).copied().unwrap_or(0) as f64 / k as f64)
+                        .sum();
                     (format!("invalid@{k}"), sum / n)
                 })
                 .collect(),
@@ -127,7 +130,12 @@ fn bucket_label(value: usize, edges: &[usize]) -> (usize, String) {
 
 /// Per-group metrics, grouping users by `value(outcome)` into buckets with the given ascending
 /// edges. Empty buckets are omitted.
-pub fn breakdown(set: &MetricSet, outcomes: &[UserOutcome], edges: &[usize], value: impl Fn(&UserOutcome) -> usize) -> Vec<GroupMetrics> {
+pub fn breakdown(
+    set: &MetricSet,
+    outcomes: &[UserOutcome],
+    edges: &[usize],
+    value: impl Fn(&UserOutcome) -> usize,
+) -> Vec<GroupMetrics> {
     let mut groups: BTreeMap<usize, (String, Vec<UserOutcome>)> = BTreeMap::new();
     for o in outcomes {
         let (b, label) = bucket_label(value(o), edges);
@@ -148,7 +156,13 @@ mod tests {
     use super::*;
 
     fn o(rank: Option<usize>) -> UserOutcome {
-        UserOutcome { user: 0, target: 0, rank, history_len: 3, invalid: vec![] }
+        UserOutcome {
+            user: 0,
+            target: 0,
+            rank,
+            history_len: 3,
+            invalid: vec![],
+        }
     }
 
     #[test]

@@ -83,7 +83,33 @@ pub fn sampled_rank(scores: &[f32], target: ItemId, negatives: &[ItemId]) -> Opt
     if st.is_nan() {
         return None;
     }
-    Some(1 + negatives.iter().filter(|&&j| scores.get(j as usize).is_some_and(|&s| s >= st)).count())
+    Some(
+        1 + negatives
+            .iter()
+            .filter(|&&j| scores.get(j as usize).is_some_and(|&s| s >= st))
+            .count(),
+    )
+}
+
+/// Full ranking of a batch: for each row of a row-major `[targets.len() × n_items]` score matrix,
+/// the pessimistic rank of that row's target and its top-`k` list. Rows run in parallel (rayon).
+pub fn rank_and_top_k(
+    scores: &[f32],
+    n_items: usize,
+    targets: &[ItemId],
+    k: usize,
+) -> Vec<(Option<usize>, Vec<ItemId>)> {
+    use rayon::prelude::*;
+    assert_eq!(
+        scores.len(),
+        targets.len() * n_items,
+        "scores must be [targets × n_items]"
+    );
+    scores
+        .par_chunks(n_items)
+        .zip(targets.par_iter())
+        .map(|(row, &t)| (pessimistic_rank(row, t, &[]), top_k(row, k, &[])))
+        .collect()
 }
 
 /// The outcome of scoring one generated list.
@@ -199,6 +225,17 @@ mod tests {
         assert_eq!(r.rank, Some(2));
         assert_eq!(r.duplicates, 1);
         assert_eq!(rank_in_list(&[t], 1, Some(10), &[1]).rank, None);
+    }
+
+    #[test]
+    fn batch_ranking_matches_rows() {
+        // The anchor's hand example: scores .9 .5 .5 .5 .1 .7, targets 2, 0, 4 -> ranks 5, 1, 6.
+        let row = [0.9f32, 0.5, 0.5, 0.5, 0.1, 0.7];
+        let scores = row.repeat(3);
+        let out = rank_and_top_k(&scores, 6, &[2, 0, 4], 2);
+        let ranks: Vec<_> = out.iter().map(|o| o.0).collect();
+        assert_eq!(ranks, [Some(5), Some(1), Some(6)]);
+        assert_eq!(out[0].1, [0, 5]);
     }
 
     #[test]

@@ -60,7 +60,12 @@ pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
     let keys: Vec<String> = match columns {
         Some(c) => c.to_vec(),
         None => {
-            let mut all: Vec<String> = rows.iter().flat_map(|r| r.report.metrics.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+            let mut all: Vec<String> = rows
+                .iter()
+                .flat_map(|r| r.report.metrics.keys().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
             all.sort_by_key(|k| key_order(k));
             all
         }
@@ -74,7 +79,10 @@ pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
     out += "\n";
     for r in rows {
         let m = &r.report;
-        out += &format!("| {} | {} | {} | {} | {} |", r.label, m.model, m.dataset, m.ranking, m.users);
+        out += &format!(
+            "| {} | {} | {} | {} | {} |",
+            r.label, m.model, m.dataset, m.ranking, m.users
+        );
         for k in &keys {
             match m.metrics.get(k) {
                 Some(v) => out += &format!(" {v:.4} |"),
@@ -123,8 +131,14 @@ mod tests {
     fn table_orders_by_k() {
         let t = markdown_table(
             &[
-                Row { label: "a".into(), report: report(&[("recall@10", 0.25), ("ndcg@5", 0.1), ("recall@5", 0.2)]) },
-                Row { label: "b".into(), report: report(&[("recall@5", 0.3)]) },
+                Row {
+                    label: "a".into(),
+                    report: report(&[("recall@10", 0.25), ("ndcg@5", 0.1), ("recall@5", 0.2)]),
+                },
+                Row {
+                    label: "b".into(),
+                    report: report(&[("recall@5", 0.3)]),
+                },
             ],
             None,
         );

@@ -31,7 +31,11 @@ pub struct TestResult {
 
 fn check_pairs(a: &[f64], b: &[f64]) -> Result<(), String> {
     if a.len() != b.len() {
-        return Err(format!("paired test needs equal lengths, got {} and {}", a.len(), b.len()));
+        return Err(format!(
+            "paired test needs equal lengths, got {} and {}",
+            a.len(),
+            b.len()
+        ));
     }
     if a.len() < 2 {
         return Err("paired test needs at least 2 pairs".into());
@@ -48,13 +52,25 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
     let (mean, sd) = mean_std(&d);
     if sd == 0.0 {
         let p = if mean == 0.0 { 1.0 } else { 0.0 };
-        let t = if mean == 0.0 { 0.0 } else { mean.signum() * f64::INFINITY };
-        return Ok(TestResult { statistic: t, p_value: p, n });
+        let t = if mean == 0.0 {
+            0.0
+        } else {
+            mean.signum() * f64::INFINITY
+        };
+        return Ok(TestResult {
+            statistic: t,
+            p_value: p,
+            n,
+        });
     }
     let t = mean / (sd / (n as f64).sqrt());
     let df = (n - 1) as f64;
     let p = incomplete_beta(df / 2.0, 0.5, df / (df + t * t));
-    Ok(TestResult { statistic: t, p_value: p.clamp(0.0, 1.0), n })
+    Ok(TestResult {
+        statistic: t,
+        p_value: p.clamp(0.0, 1.0),
+        n,
+    })
 }
 
 /// Wilcoxon signed-rank test of `a − b`, two-sided: zero differences dropped, tied |d| get average
@@ -66,7 +82,11 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
     let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).filter(|d| *d != 0.0).collect();
     let n = d.len();
     if n == 0 {
-        return Ok(TestResult { statistic: 0.0, p_value: 1.0, n });
+        return Ok(TestResult {
+            statistic: 0.0,
+            p_value: 1.0,
+            n,
+        });
     }
     d.sort_by(|x, y| x.abs().total_cmp(&y.abs()));
     let mut w_plus = 0.0;
@@ -88,7 +108,11 @@ pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
     let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
     let z = (w_plus - mean) / var.sqrt();
     let p = 2.0 * normal_upper_tail(z.abs());
-    Ok(TestResult { statistic: w_plus, p_value: p.clamp(0.0, 1.0), n })
+    Ok(TestResult {
+        statistic: w_plus,
+        p_value: p.clamp(0.0, 1.0),
+        n,
+    })
 }
 
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error ~1e-15).
@@ -180,7 +204,8 @@ fn erfc(x: f64) -> f64 {
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
-                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 {
         r
@@ -197,8 +222,12 @@ mod tests {
     // correction=False, method="approx"), special.betainc, stats.norm.sf.
     const A: [f64; 8] = [0.1, 0.5, 0.3, 0.9, 0.4, 0.2, 0.8, 0.6];
     const B: [f64; 8] = [0.2, 0.3, 0.3, 0.5, 0.6, 0.1, 0.4, 0.5];
-    const A2: [f64; 15] = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.3];
-    const B2: [f64; 15] = [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0];
+    const A2: [f64; 15] = [
+        1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.3,
+    ];
+    const B2: [f64; 15] = [
+        0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, 0.0,
+    ];
 
     fn close(a: f64, b: f64, tol: f64) {
         assert!((a - b).abs() < tol, "{a} vs {b}");
@@ -227,7 +256,10 @@ mod tests {
 
     #[test]
     fn wilcoxon_matches_scipy() {
-        for (a, b, stat, p) in [(&A[..], &B[..], 6.5, 0.20327244639516773), (&A2[..], &B2[..], 6.0, 0.0395437490162232)] {
+        for (a, b, stat, p) in [
+            (&A[..], &B[..], 6.5, 0.20327244639516773),
+            (&A2[..], &B2[..], 6.0, 0.0395437490162232),
+        ] {
             let r = wilcoxon(a, b).unwrap();
             let total = (r.n * (r.n + 1)) as f64 / 2.0;
             // SciPy reports min(W+, W-).

@@ -21,7 +21,9 @@ pub struct Popularity {
 
 impl Popularity {
     pub fn fit(split: &LeaveOneOut) -> Self {
-        Popularity { counts: split.train_item_counts() }
+        Popularity {
+            counts: split.train_item_counts(),
+        }
     }
 
     /// Saves the counts as JSON through a temporary file and a rename (atomic).
@@ -78,8 +80,22 @@ mod tests {
         let pop = Popularity::fit(&split);
         assert_eq!(pop.counts, [2, 2, 1, 0, 0]);
         assert_eq!(pop.recommend(&[&[]], 3), vec![vec![0, 1, 2]]);
-        let cfg = EvalConfig { ks: vec![1, 2], ..Default::default() };
-        let cases = [EvalCase { user: 0, history: vec![], target: 0 }, EvalCase { user: 1, history: vec![], target: 3 }];
+        let cfg = EvalConfig {
+            ks: vec![1, 2],
+            ..Default::default()
+        };
+        let cases = [
+            EvalCase {
+                user: 0,
+                history: vec![],
+                target: 0,
+            },
+            EvalCase {
+                user: 1,
+                history: vec![],
+                target: 3,
+            },
+        ];
         let e = evaluate(&pop, &cases, None, &cfg, 0).unwrap();
         // Item 0 ties with item 1 (count 2): pessimistic rank 2. Item 3 ties with 4 at the bottom: rank 5.
         assert_eq!(e.outcomes[0].rank, Some(2));
