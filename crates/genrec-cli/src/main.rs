@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use genrec_data::assets;
 use genrec_data::DatasetSpec;
 use genrec_eval::lists::evaluate_lists_file;
-use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_eval::report::{aggregate_table, markdown_table, MetricsReport, Row};
 use genrec_eval::stats::{mean_std, paired_t_test, wilcoxon};
 use genrec_eval::{metrics::user_value, EvalConfig, UserOutcome};
 
@@ -71,6 +71,9 @@ enum Command {
         /// Read metrics_valid.json instead of metrics.json.
         #[arg(long)]
         valid: bool,
+        /// One row per experiment with mean ± std over its runs (seeds).
+        #[arg(long)]
+        aggregate: bool,
     },
     /// Paired t-test and Wilcoxon signed-rank test between two runs' per-user test results.
     Compare {
@@ -197,7 +200,7 @@ fn real_main() -> Result<()> {
             let dir = experiment::run(&config, &experiment::RunOptions { out, device })?;
             println!("{}", dir.display());
         }
-        Command::Report { runs, valid } => {
+        Command::Report { runs, valid, aggregate } => {
             let file = if valid { "metrics_valid.json" } else { "metrics.json" };
             let rows = runs
                 .iter()
@@ -208,7 +211,11 @@ fn real_main() -> Result<()> {
                     Ok(Row { label, report })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            print!("{}", markdown_table(&rows, None));
+            if aggregate {
+                print!("{}", aggregate_table(&rows));
+            } else {
+                print!("{}", markdown_table(&rows, None));
+            }
         }
         Command::Compare { a, b, metric } => {
             let (ra, rb) = (read_per_user(&a)?, read_per_user(&b)?);

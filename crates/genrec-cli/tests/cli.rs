@@ -126,6 +126,11 @@ fn run_writes_the_run_directory_and_is_deterministic() {
     let table = ok(&["report", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.contains("recall@1 |"), "{table}");
+    let agg = ok(&["report", "--aggregate", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(
+        agg.contains("| e2e | pop | synthetic:users=300,items=80 | full | 2 |") && agg.contains("± 0.0000"),
+        "{agg}"
+    );
     let cmp = ok(&[
         "compare",
         a.to_str().unwrap(),

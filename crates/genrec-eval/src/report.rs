@@ -94,6 +94,52 @@ pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
     out
 }
 
+/// Runs of the same experiment, model, dataset and ranking aggregated over seeds: one row each,
+/// every metric as `mean ± std` (sample std) with the number of seeds.
+pub fn aggregate_table(rows: &[Row]) -> String {
+    let mut groups: BTreeMap<(String, String, String, String), Vec<&MetricsReport>> = BTreeMap::new();
+    for r in rows {
+        let m = &r.report;
+        groups
+            .entry((
+                m.experiment.clone(),
+                m.model.clone(),
+                m.dataset.clone(),
+                m.ranking.clone(),
+            ))
+            .or_default()
+            .push(m);
+    }
+    let mut keys: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.report.metrics.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    keys.sort_by_key(|k| key_order(k));
+    let mut out = String::from("| experiment | model | dataset | ranking | seeds |");
+    for k in &keys {
+        out += &format!(" {k} |");
+    }
+    out += "\n|---|---|---|---|---:|";
+    out += &"---:|".repeat(keys.len());
+    out += "\n";
+    for ((experiment, model, dataset, ranking), reports) in &groups {
+        out += &format!("| {experiment} | {model} | {dataset} | {ranking} | {} |", reports.len());
+        for k in &keys {
+            let values: Vec<f64> = reports.iter().filter_map(|m| m.metrics.get(k).copied()).collect();
+            if values.is_empty() {
+                out += " – |";
+            } else {
+                let (mean, std) = crate::stats::mean_std(&values);
+                out += &format!(" {mean:.4} ± {std:.4} |");
+            }
+        }
+        out += "\n";
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +191,26 @@ mod tests {
         let header = t.lines().next().unwrap();
         assert!(header.ends_with("| recall@5 | ndcg@5 | recall@10 |"), "{header}");
         assert!(t.contains("| b | pop | d | full | 3 | 0.3000 | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn aggregate_over_seeds() {
+        let mut a = report(&[("recall@10", 0.2)]);
+        let mut b = report(&[("recall@10", 0.4)]);
+        a.seed = 1;
+        b.seed = 2;
+        let mut other = report(&[("recall@10", 0.1)]);
+        other.experiment = "f".into();
+        let rows: Vec<Row> = [a, b, other]
+            .into_iter()
+            .map(|report| Row {
+                label: String::new(),
+                report,
+            })
+            .collect();
+        let t = aggregate_table(&rows);
+        // mean 0.3, sample std sqrt(0.02) = 0.1414.
+        assert!(t.contains("| e | pop | d | full | 2 | 0.3000 ± 0.1414 |"), "{t}");
+        assert!(t.contains("| f | pop | d | full | 1 | 0.1000 ± 0.0000 |"), "{t}");
     }
 }
