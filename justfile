@@ -38,6 +38,10 @@ pop-beauty:
 pop-toys:
     {{genrec}} run experiments/pop-toys.toml
 
+# SASRec (full-softmax CE) on ML-100K.
+sasrec-ml100k:
+    {{genrec}} run experiments/sasrec-ml100k.toml
+
 # Markdown table of finished runs, e.g. `just report runs/pop-*`.
 report *RUNS:
     {{genrec}} report {{RUNS}}

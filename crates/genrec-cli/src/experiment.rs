@@ -23,9 +23,11 @@ use genrec_data::{DatasetSpec, LeaveOneOut, SequenceDataset, SplitConfig};
 use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
 use genrec_models::pop::Popularity;
+use genrec_models::sasrec::SasRecConfig;
+use genrec_models::train::{train_sasrec, CurvePoint, SasRecRecommender, TrainConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::DeviceKind;
+use crate::backend::{dispatch, BackendJob, DeviceKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +39,9 @@ pub struct ExperimentConfig {
     pub seed: u64,
     pub data: DataConfig,
     pub model: ModelConfig,
+    /// Training loop settings (learned models only).
+    #[serde(default)]
+    pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
 }
@@ -89,12 +94,15 @@ fn default_max_history() -> usize {
 pub enum ModelConfig {
     /// Popularity over training interactions.
     Pop {},
+    /// SASRec, full-softmax cross-entropy.
+    Sasrec(SasRecConfig),
 }
 
 impl ModelConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Pop {} => "pop",
+            ModelConfig::Sasrec(_) => "sasrec",
         }
     }
 }
@@ -164,6 +172,10 @@ impl ExperimentConfig {
             .parse::<DatasetSpec>()
             .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
         genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
+        if let ModelConfig::Sasrec(m) = &self.model {
+            m.validate().map_err(|e| anyhow::anyhow!(e))?;
+            self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+        }
         Ok(())
     }
 }
@@ -302,24 +314,52 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
     let (_data, split) = prepare_data(config, &mut log)?;
     config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
 
-    let started = Instant::now();
-    let model = match &config.model {
+    let counts = split.train_item_counts();
+    let outcome = match &config.model {
         ModelConfig::Pop {} => {
+            let started = Instant::now();
             let pop = Popularity::fit(&split);
             pop.save(&dir.join("model.json"))?;
-            pop
+            let train_seconds = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let valid =
+                evaluate(&pop, &split.valid, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
+            let test =
+                evaluate(&pop, &split.test, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
+            Outcome {
+                valid,
+                test,
+                train_seconds,
+                eval_seconds: started.elapsed().as_secs_f64(),
+                curves: Vec::new(),
+            }
         }
+        ModelConfig::Sasrec(model) => dispatch(
+            options.device,
+            SasRecJob {
+                model,
+                config,
+                split: &split,
+                counts: &counts,
+                dir: &dir,
+                log: &mut log,
+            },
+        )?,
     };
-    let train_seconds = started.elapsed().as_secs_f64();
-    log.line(&format!("trained {} in {train_seconds:.3}s", config.model.name()));
-
-    let counts = split.train_item_counts();
-    let started = Instant::now();
-    let valid =
-        evaluate(&model, &split.valid, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
-    let test =
-        evaluate(&model, &split.test, Some(&counts), &config.eval, config.seed).map_err(|e| anyhow::anyhow!(e))?;
-    let eval_seconds = started.elapsed().as_secs_f64();
+    let Outcome {
+        valid,
+        test,
+        train_seconds,
+        eval_seconds,
+        curves,
+    } = outcome;
+    log.line(&format!(
+        "trained {} in {train_seconds:.1}s, evaluated in {eval_seconds:.1}s",
+        config.model.name()
+    ));
+    if !curves.is_empty() {
+        write_curves(&dir.join("curves.csv"), &curves)?;
+    }
 
     let report = |split_name: &str, e: &Evaluation| MetricsReport {
         experiment: config.name.clone(),
@@ -357,6 +397,72 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
     );
     log.line(&format!("\n{table}"));
     Ok(dir)
+}
+
+/// What a model run hands back for reporting.
+struct Outcome {
+    valid: Evaluation,
+    test: Evaluation,
+    train_seconds: f64,
+    eval_seconds: f64,
+    curves: Vec<CurvePoint>,
+}
+
+/// SASRec training and evaluation on the chosen backend.
+struct SasRecJob<'a> {
+    model: &'a SasRecConfig,
+    config: &'a ExperimentConfig,
+    split: &'a LeaveOneOut,
+    counts: &'a [u32],
+    dir: &'a Path,
+    log: &'a mut Log,
+}
+
+impl BackendJob for SasRecJob<'_> {
+    type Output = Result<Outcome>;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let c = self.config;
+        let started = Instant::now();
+        let log = self.log;
+        let trained = train_sasrec::<B>(
+            self.model,
+            &c.train,
+            &c.eval,
+            self.split,
+            c.seed,
+            &device,
+            Some(&self.dir.join("model.safetensors")),
+            &mut |m| log.line(m),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        log.line(&format!(
+            "best epoch {} (valid {} {:.4})",
+            trained.best_epoch, c.train.metric, trained.best_valid
+        ));
+        let rec = SasRecRecommender { model: trained.model };
+        let started = Instant::now();
+        let valid =
+            evaluate(&rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        let test = evaluate(&rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        Ok(Outcome {
+            valid,
+            test,
+            train_seconds,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            curves: trained.curves,
+        })
+    }
+}
+
+fn write_curves(path: &Path, curves: &[CurvePoint]) -> Result<()> {
+    let mut text = String::from("epoch,step,loss,valid,seconds\n");
+    for p in curves {
+        let valid = p.valid.map(|v| v.to_string()).unwrap_or_default();
+        text += &format!("{},{},{},{},{:.3}\n", p.epoch, p.step, p.loss, valid, p.seconds);
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One JSON object per test user (`user`, `target`, `rank`): the input of `genrec compare`.

@@ -239,3 +239,36 @@ fn evaluate_scores_external_lists() {
     std::fs::write(&lists, "{\"user\": 0, \"target\": 5}\n").unwrap();
     assert!(fails(&["evaluate", "--lists", lists.to_str().unwrap()]).contains("lists.jsonl:1: missing field `ranked`"));
 }
+
+#[test]
+fn sasrec_trains_end_to_end_on_synthetic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("sasrec.toml");
+    std::fs::write(
+        &config,
+        "name = \"sasrec-e2e\"\n[data]\ndataset = \"synthetic:users=200,items=40\"\nmax_history = 10\n\
+         [model]\nkind = \"sasrec\"\nd_model = 16\nn_layers = 1\nn_heads = 2\n\
+         [train]\nepochs = 2\nbatch_size = 64\neval_every = 1\n[eval]\nks = [10]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = tmp.path().join("runs");
+    let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
+    for f in ["model.safetensors", "curves.csv", "metrics.json", "config.toml"] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    let curves = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 3, "{curves}");
+    assert!(curves.starts_with("epoch,step,loss,valid,seconds\n1,4,"), "{curves}");
+    let resolved = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("kind = \"sasrec\"") && resolved.contains("eps = "),
+        "{resolved}"
+    );
+
+    assert!(fails(&["run", c, "--set", "model.n_heads=3"])
+        .contains("model.d_model = 16 is not divisible by model.n_heads = 3"));
+    assert!(fails(&["run", c, "--set", "train.metric=ndcg@5"]).contains("train.metric"));
+    assert!(fails(&["run", c, "--set", "train.lr=0"]).contains("train.lr"));
+    assert!(fails(&["run", c, "--set", "train.momentum=0.9"]).contains("unknown field `momentum`"));
+}

@@ -5,3 +5,5 @@
 //! are listed as absent in the README.
 
 pub mod pop;
+pub mod sasrec;
+pub mod train;
