@@ -47,6 +47,30 @@ fn key_order(key: &str) -> (usize, usize, String) {
     (k, m, name.to_string())
 }
 
+/// The union of all runs' metric keys, ordered by K.
+fn metric_keys(rows: &[Row]) -> Vec<String> {
+    let mut keys: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.report.metrics.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    keys.sort_by_key(|k| key_order(k));
+    keys
+}
+
+/// Header and alignment rows: five leading columns (`lead`), then one right-aligned column per key.
+fn header(lead: &str, keys: &[String]) -> String {
+    let mut out = String::from(lead);
+    for k in keys {
+        out += &format!(" {k} |");
+    }
+    out += "\n|---|---|---|---|---:|";
+    out += &"---:|".repeat(keys.len());
+    out += "\n";
+    out
+}
+
 /// One row of a side-by-side table.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -57,26 +81,11 @@ pub struct Row {
 /// A markdown table: one row per run, one column per metric (union of all runs, ordered by K).
 /// `columns` restricts the metrics shown when given.
 pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
-    let keys: Vec<String> = match columns {
+    let keys = match columns {
         Some(c) => c.to_vec(),
-        None => {
-            let mut all: Vec<String> = rows
-                .iter()
-                .flat_map(|r| r.report.metrics.keys().cloned())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            all.sort_by_key(|k| key_order(k));
-            all
-        }
+        None => metric_keys(rows),
     };
-    let mut out = String::from("| run | model | dataset | ranking | users |");
-    for k in &keys {
-        out += &format!(" {k} |");
-    }
-    out += "\n|---|---|---|---|---:|";
-    out += &"---:|".repeat(keys.len());
-    out += "\n";
+    let mut out = header("| run | model | dataset | ranking | users |", &keys);
     for r in rows {
         let m = &r.report;
         out += &format!(
@@ -110,20 +119,8 @@ pub fn aggregate_table(rows: &[Row]) -> String {
             .or_default()
             .push(m);
     }
-    let mut keys: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.report.metrics.keys().cloned())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    keys.sort_by_key(|k| key_order(k));
-    let mut out = String::from("| experiment | model | dataset | ranking | seeds |");
-    for k in &keys {
-        out += &format!(" {k} |");
-    }
-    out += "\n|---|---|---|---|---:|";
-    out += &"---:|".repeat(keys.len());
-    out += "\n";
+    let keys = metric_keys(rows);
+    let mut out = header("| experiment | model | dataset | ranking | seeds |", &keys);
     for ((experiment, model, dataset, ranking), reports) in &groups {
         out += &format!("| {experiment} | {model} | {dataset} | {ranking} | {} |", reports.len());
         for k in &keys {
