@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softplus};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
@@ -33,6 +33,30 @@ pub struct SasRecConfig {
     /// Dropout on embeddings and inside blocks (default 0.2).
     #[serde(default = "dropout")]
     pub dropout: f64,
+    /// Training loss: `ce` (full softmax, default), `sampled` (softmax over the target and
+    /// `negatives` shared negatives drawn by training popularity, log-Q corrected) or `bce` (the
+    /// original SASRec: one uniform negative per position, binary cross-entropy).
+    #[serde(default = "loss")]
+    pub loss: Loss,
+    /// Shared negatives per batch for `loss = "sampled"` (default 256).
+    #[serde(default = "negatives")]
+    pub negatives: usize,
+}
+
+/// See [`SasRecConfig::loss`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    Ce,
+    Sampled,
+    Bce,
+}
+
+fn loss() -> Loss {
+    Loss::Ce
+}
+fn negatives() -> usize {
+    256
 }
 
 fn d64() -> usize {
@@ -52,6 +76,8 @@ impl Default for SasRecConfig {
             n_layers: 2,
             n_heads: 2,
             dropout: 0.2,
+            loss: Loss::Ce,
+            negatives: 256,
         }
     }
 }
@@ -66,6 +92,9 @@ impl SasRecConfig {
                 "model.d_model = {} is not divisible by model.n_heads = {}",
                 self.d_model, self.n_heads
             ));
+        }
+        if self.loss == Loss::Sampled && self.negatives == 0 {
+            return Err("model.negatives must be positive for loss = \"sampled\"".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("model.dropout = {} must be in [0, 1)", self.dropout));
@@ -179,6 +208,70 @@ impl<B: Backend> SasRec<B> {
         (logp * mask).sum().neg() / n
     }
 
+    /// Sampled softmax: at each non-padding position, the target against `negatives` shared
+    /// negative tokens, every logit corrected by `- ln q` (log-Q) so the estimate of the full
+    /// softmax is unbiased in expectation. A negative equal to the target is masked out.
+    ///
+    /// # Shapes
+    /// - `inputs`, `targets`: `[batch, max_len]` tokens; `negatives`: `[n_neg]` tokens
+    /// - `log_q_targets`: `[batch, max_len]`; `log_q_negatives`: `[n_neg]` (log sampling probabilities)
+    pub fn loss_sampled_softmax(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        negatives: Tensor<B, 1, Int>,
+        log_q_targets: Tensor<B, 2>,
+        log_q_negatives: Tensor<B, 1>,
+    ) -> Tensor<B, 1> {
+        let [batch, len] = inputs.dims();
+        let [n_neg] = negatives.dims();
+        let h = self.forward(inputs);
+        let d = h.dims()[2];
+        let pos = (h.clone() * self.item.forward(targets.clone()))
+            .sum_dim(2)
+            .reshape([batch * len, 1])
+            - log_q_targets.reshape([batch * len, 1]);
+        let neg_emb = self
+            .item
+            .forward(negatives.clone().unsqueeze::<2>())
+            .reshape([n_neg, d]);
+        let neg = h.reshape([batch * len, d]).matmul(neg_emb.transpose()) - log_q_negatives.unsqueeze::<2>();
+        let flat_targets = targets.reshape([batch * len, 1]);
+        let hit = flat_targets
+            .clone()
+            .repeat_dim(1, n_neg)
+            .equal(negatives.unsqueeze::<2>().repeat_dim(0, batch * len));
+        let neg = neg.mask_fill(hit, -1.0e9);
+        let logp = log_softmax(Tensor::cat(vec![pos, neg], 1), 1)
+            .slice([0..batch * len, 0..1])
+            .reshape([batch * len]);
+        let mask = flat_targets.reshape([batch * len]).not_equal_elem(0).float();
+        let n = mask.clone().sum().clamp_min(1.0);
+        (logp * mask).sum().neg() / n
+    }
+
+    /// Binary cross-entropy with one negative per position (the original SASRec loss).
+    ///
+    /// # Shapes
+    /// - `inputs`, `targets`, `negatives`: `[batch, max_len]` tokens (target 0 = ignored position)
+    pub fn loss_bce(
+        &self,
+        inputs: Tensor<B, 2, Int>,
+        targets: Tensor<B, 2, Int>,
+        negatives: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 1> {
+        let h = self.forward(inputs);
+        let pos = (h.clone() * self.item.forward(targets.clone()))
+            .sum_dim(2)
+            .squeeze_dim::<2>(2);
+        let neg = (h * self.item.forward(negatives)).sum_dim(2).squeeze_dim::<2>(2);
+        // -ln σ(x) = softplus(-x); -ln(1 - σ(x)) = softplus(x).
+        let per_position = softplus(pos.neg(), 1.0) + softplus(neg, 1.0);
+        let mask = targets.not_equal_elem(0).float();
+        let n = mask.clone().sum().clamp_min(1.0);
+        (per_position * mask).sum() / n
+    }
+
     /// Scores of every item after each history (last position · item embeddings).
     ///
     /// # Shapes
@@ -229,5 +322,40 @@ mod tests {
         let loss: f32 = model.loss_full_softmax(inputs, targets).into_scalar();
         // Small random init: predictions near uniform over 51 rows, loss ≈ ln 51 = 3.93.
         assert!((loss - 51f32.ln()).abs() < 0.2, "{loss}");
+    }
+
+    #[test]
+    fn cheaper_losses_by_hand_at_init() {
+        let device = Default::default();
+        let model = SasRecConfig {
+            dropout: 0.0,
+            ..Default::default()
+        }
+        .init::<B>(50, 5, &device);
+        let inputs = || tokens::<B>(&[&[1, 2, 3]], 5, &device);
+        let targets = || tokens::<B>(&[&[2, 3, 4]], 5, &device);
+        // Near-zero logits: BCE ≈ 2 ln 2 per position.
+        let bce: f32 = model
+            .loss_bce(inputs(), targets(), tokens::<B>(&[&[9, 9, 9]], 5, &device))
+            .into_scalar();
+        assert!((bce - 2.0 * 2f32.ln()).abs() < 0.1, "{bce}");
+        // Uniform q over 51 tokens cancels out: softmax over 1 + 10 near-equal logits ≈ ln 11.
+        // Token 4 (a target) among the negatives is masked where it is the target.
+        let negs = Tensor::<B, 1, Int>::from_ints([4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &device);
+        let lq = -(51f32.ln());
+        let s: f32 = model
+            .loss_sampled_softmax(
+                inputs(),
+                targets(),
+                negs,
+                Tensor::full([1, 5], lq, &device),
+                Tensor::full([11], lq, &device),
+            )
+            .into_scalar();
+        // Positions with targets 2 and 3 see 11 negatives (ln 12); target 4 sees 10 (ln 11).
+        let want = (2.0 * 12f32.ln() + 11f32.ln()) / 3.0;
+        // Hidden states are LayerNorm outputs, so logits are small but not zero: same tolerance as
+        // the full-softmax test.
+        assert!((s - want).abs() < 0.2, "{s} vs {want}");
     }
 }

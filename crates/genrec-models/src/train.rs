@@ -18,7 +18,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::sasrec::{tokens, SasRec, SasRecConfig};
+use crate::sasrec::{tokens, Loss, SasRec, SasRecConfig};
+use burn::tensor::{Tensor, TensorData};
+use rand::distr::weighted::WeightedIndex;
+use rand::distr::Distribution;
+use rand::Rng;
 
 /// Learning-rate shape after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +220,86 @@ fn examples(split: &LeaveOneOut) -> Vec<(Vec<ItemId>, Vec<ItemId>)> {
         .collect()
 }
 
+/// Popularity-proportional negative sampling (counts + 1, so every item can be drawn) with the
+/// log-probabilities the sampled softmax needs for its log-Q correction.
+struct NegativeSampler {
+    dist: WeightedIndex<f64>,
+    /// `log_q[token]`; token 0 (padding) gets 0.
+    log_q: Vec<f32>,
+}
+
+impl NegativeSampler {
+    fn new(counts: &[u32]) -> Self {
+        let weights: Vec<f64> = counts.iter().map(|&c| c as f64 + 1.0).collect();
+        let total: f64 = weights.iter().sum();
+        let mut log_q = vec![0f32];
+        log_q.extend(weights.iter().map(|w| (w / total).ln() as f32));
+        NegativeSampler {
+            dist: WeightedIndex::new(&weights).expect("positive weights"),
+            log_q,
+        }
+    }
+}
+
+/// The configured loss on one batch of (input, target) sequences.
+#[allow(clippy::too_many_arguments)]
+fn batch_loss<B: AutodiffBackend>(
+    model: &SasRec<B>,
+    config: &SasRecConfig,
+    inputs: &[&[ItemId]],
+    targets: &[&[ItemId]],
+    split: &LeaveOneOut,
+    sampler: &NegativeSampler,
+    rng: &mut ChaCha8Rng,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let len = split.max_history;
+    let input_tokens = tokens::<B>(inputs, len, device);
+    let target_tokens = tokens::<B>(targets, len, device);
+    match config.loss {
+        Loss::Ce => model.loss_full_softmax(input_tokens, target_tokens),
+        Loss::Sampled => {
+            let negs: Vec<i64> = (0..config.negatives)
+                .map(|_| sampler.dist.sample(rng) as i64 + 1)
+                .collect();
+            let log_q_neg: Vec<f32> = negs.iter().map(|&t| sampler.log_q[t as usize]).collect();
+            let target_ids = target_tokens
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .expect("int tokens");
+            let log_q_t: Vec<f32> = target_ids.iter().map(|&t| sampler.log_q[t as usize]).collect();
+            model.loss_sampled_softmax(
+                input_tokens,
+                target_tokens,
+                Tensor::from_data(TensorData::new(negs, [config.negatives]), device),
+                Tensor::from_data(TensorData::new(log_q_t, [inputs.len(), len]), device),
+                Tensor::from_data(TensorData::new(log_q_neg, [config.negatives]), device),
+            )
+        }
+        Loss::Bce => {
+            // One uniform negative per target position, never the target itself.
+            let n = split.n_items as ItemId;
+            let negatives: Vec<Vec<ItemId>> = targets
+                .iter()
+                .map(|t| {
+                    t.iter()
+                        .map(|&target| loop {
+                            let c = rng.random_range(0..n);
+                            if c != target || n == 1 {
+                                break c;
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            let negatives: Vec<&[ItemId]> = negatives.iter().map(Vec::as_slice).collect();
+            model.loss_bce(input_tokens, target_tokens, tokens::<B>(&negatives, len, device))
+        }
+    }
+}
+
 /// Saves `model` to `path` atomically (temporary file, then rename).
 pub fn save_checkpoint<B: Backend>(model: &SasRec<B>, path: &Path) -> Result<(), String> {
     let tmp = path.with_extension("safetensors.tmp");
@@ -252,6 +336,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
         )
         .init();
     let data = examples(split);
+    let sampler = NegativeSampler::new(&split.train_item_counts());
     if data.is_empty() {
         return Err("no user has 2 training items: nothing to train on".into());
     }
@@ -274,9 +359,15 @@ pub fn train_sasrec<B: AutodiffBackend>(
         for chunk in order.chunks(config.batch_size) {
             let inputs: Vec<&[ItemId]> = chunk.iter().map(|&i| data[i].0.as_slice()).collect();
             let targets: Vec<&[ItemId]> = chunk.iter().map(|&i| data[i].1.as_slice()).collect();
-            let loss = model.loss_full_softmax(
-                tokens::<B>(&inputs, split.max_history, device),
-                tokens::<B>(&targets, split.max_history, device),
+            let loss = batch_loss(
+                &model,
+                model_config,
+                &inputs,
+                &targets,
+                split,
+                &sampler,
+                &mut rng,
+                device,
             );
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
@@ -392,6 +483,7 @@ mod tests {
             n_layers: 1,
             n_heads: 2,
             dropout: 0.1,
+            ..SasRecConfig::default()
         };
         let train = TrainConfig {
             epochs: 8,
@@ -414,5 +506,19 @@ mod tests {
         let pop = evaluate(&pop, &split.test, None, &eval, 0).unwrap().metrics["ndcg@10"];
         // Topics change 80% of the time along a fixed cycle: the sequence model must beat popularity.
         assert!(sas > pop * 1.3, "sasrec {sas} vs pop {pop}");
+
+        // The cheaper losses learn the same structure.
+        for loss in [Loss::Sampled, Loss::Bce] {
+            let cfg = SasRecConfig {
+                loss,
+                negatives: 20,
+                ..model.clone()
+            };
+            let t = train_sasrec::<B>(&cfg, &train, &eval, &split, 1, &device, None, &mut |_| {}).unwrap();
+            let v = evaluate(&SasRecRecommender { model: t.model }, &split.test, None, &eval, 0)
+                .unwrap()
+                .metrics["ndcg@10"];
+            assert!(v > pop * 1.3, "{loss:?}: {v} vs pop {pop}");
+        }
     }
 }
