@@ -54,6 +54,14 @@ bench:
 bench-eval:
     cargo bench -p genrec-benches --bench eval_fullrank
 
+# One SASRec training step in the shape of the torch_seqrec.py anchor.
+bench-sasrec:
+    cargo bench -p genrec-benches --bench sasrec_train_step
+
+# The PyTorch anchor of bench-sasrec.
+anchor-sasrec:
+    /tmp/torchenv/bin/python ../shared/anchors/torch_seqrec.py
+
 # The PyTorch anchor of bench-eval (needs /tmp/torchenv, see ../shared/anchors/README.md).
 anchor-eval:
     /tmp/torchenv/bin/python ../shared/anchors/torch_fullsort_eval.py

@@ -359,6 +359,20 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
     ));
     if !curves.is_empty() {
         write_curves(&dir.join("curves.csv"), &curves)?;
+        let loss: Vec<(f64, f64)> = curves.iter().map(|p| (p.epoch as f64, p.loss)).collect();
+        let valid: Vec<(f64, f64)> = curves
+            .iter()
+            .filter_map(|p| p.valid.map(|v| (p.epoch as f64, v)))
+            .collect();
+        let metric = &config.train.metric;
+        std::fs::write(
+            dir.join("loss.svg"),
+            crate::plot::line_chart("training loss", "epoch", "loss", &loss),
+        )?;
+        std::fs::write(
+            dir.join("valid.svg"),
+            crate::plot::line_chart(&format!("validation {metric}"), "epoch", metric, &valid),
+        )?;
     }
 
     let report = |split_name: &str, e: &Evaluation| MetricsReport {

@@ -3,6 +3,7 @@
 
 mod backend;
 mod experiment;
+mod plot;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,9 @@ enum Command {
         /// Seed of the run (overrides `seed` in the config).
         #[arg(long)]
         seed: Option<u64>,
+        /// Run this many seeds (seed, seed + 1, …) and print mean ± std over them.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
         /// Backend: flex, ndarray, wgpu or cuda (among those compiled in).
         #[arg(long)]
         device: Option<String>,
@@ -185,6 +189,7 @@ fn real_main() -> Result<()> {
             config,
             overrides,
             seed,
+            seeds,
             device,
             out,
         } => {
@@ -192,13 +197,37 @@ fn real_main() -> Result<()> {
             if let Some(s) = seed {
                 overrides.push(format!("seed={s}"));
             }
-            let config = experiment::ExperimentConfig::load(&config, &overrides)?;
+            let mut config = experiment::ExperimentConfig::load(&config, &overrides)?;
+            if seeds == 0 {
+                bail!("--seeds must be at least 1");
+            }
             let device = match device {
                 Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
                 None => DeviceKind::default_compiled(),
             };
-            let dir = experiment::run(&config, &experiment::RunOptions { out, device })?;
-            println!("{}", dir.display());
+            let first = config.seed;
+            let mut rows = Vec::new();
+            for s in first..first + seeds {
+                config.seed = s;
+                let dir = experiment::run(
+                    &config,
+                    &experiment::RunOptions {
+                        out: out.clone(),
+                        device,
+                    },
+                )?;
+                let report = MetricsReport::load(&dir.join("metrics.json")).map_err(|e| anyhow::anyhow!(e))?;
+                rows.push(Row {
+                    label: dir.display().to_string(),
+                    report,
+                });
+            }
+            if seeds > 1 {
+                eprintln!("\nmean ± std over {seeds} seeds (test):\n{}", aggregate_table(&rows));
+            }
+            for r in &rows {
+                println!("{}", r.label);
+            }
         }
         Command::Report { runs, valid, aggregate } => {
             let file = if valid { "metrics_valid.json" } else { "metrics.json" };

@@ -254,7 +254,14 @@ fn sasrec_trains_end_to_end_on_synthetic() {
     let c = config.to_str().unwrap();
     let out = tmp.path().join("runs");
     let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
-    for f in ["model.safetensors", "curves.csv", "metrics.json", "config.toml"] {
+    for f in [
+        "model.safetensors",
+        "curves.csv",
+        "metrics.json",
+        "config.toml",
+        "loss.svg",
+        "valid.svg",
+    ] {
         assert!(dir.join(f).exists(), "missing {f}");
     }
     let curves = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
@@ -266,6 +273,11 @@ fn sasrec_trains_end_to_end_on_synthetic() {
         "{resolved}"
     );
 
+    let seeds = genrec(&["run", c, "--out", out.to_str().unwrap(), "--seeds", "2", "--seed", "5"]);
+    assert!(seeds.status.success(), "{}", String::from_utf8_lossy(&seeds.stderr));
+    let stdout = String::from_utf8_lossy(&seeds.stdout);
+    assert_eq!(stdout.lines().count(), 2, "one run directory per seed: {stdout}");
+    assert!(String::from_utf8_lossy(&seeds.stderr).contains("mean ± std over 2 seeds"));
     assert!(fails(&["run", c, "--set", "model.n_heads=3"])
         .contains("model.d_model = 16 is not divisible by model.n_heads = 3"));
     assert!(fails(&["run", c, "--set", "train.metric=ndcg@5"]).contains("train.metric"));
