@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use genrec_data::assets;
 use genrec_data::DatasetSpec;
 use genrec_eval::lists::evaluate_lists_file;
-use genrec_eval::report::{aggregate_table, markdown_table, MetricsReport, Row};
+use genrec_eval::report::{aggregate_table, markdown_table, published_rows, MetricsReport, Row};
 use genrec_eval::stats::{mean_std, paired_t_test, wilcoxon};
 use genrec_eval::{metrics::user_value, EvalConfig, UserOutcome};
 
@@ -78,6 +78,9 @@ enum Command {
         /// One row per experiment with mean ± std over its runs (seeds).
         #[arg(long)]
         aggregate: bool,
+        /// Add the published rows (design.md §5) for the runs' datasets, labelled `published:`.
+        #[arg(long)]
+        published: bool,
     },
     /// Paired t-test and Wilcoxon signed-rank test between two runs' per-user test results.
     Compare {
@@ -229,7 +232,12 @@ fn real_main() -> Result<()> {
                 println!("{}", r.label);
             }
         }
-        Command::Report { runs, valid, aggregate } => {
+        Command::Report {
+            runs,
+            valid,
+            aggregate,
+            published,
+        } => {
             let file = if valid { "metrics_valid.json" } else { "metrics.json" };
             let rows = runs
                 .iter()
@@ -243,6 +251,14 @@ fn real_main() -> Result<()> {
             if aggregate {
                 print!("{}", aggregate_table(&rows));
             } else {
+                let mut rows = rows;
+                if published {
+                    let datasets: std::collections::BTreeSet<String> =
+                        rows.iter().map(|r| r.report.dataset.clone()).collect();
+                    for d in datasets {
+                        rows.extend(published_rows(&d));
+                    }
+                }
                 print!("{}", markdown_table(&rows, None));
             }
         }

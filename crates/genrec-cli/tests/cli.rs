@@ -126,6 +126,8 @@ fn run_writes_the_run_directory_and_is_deterministic() {
     let table = ok(&["report", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert_eq!(table.lines().count(), 4, "{table}");
     assert!(table.contains("recall@1 |"), "{table}");
+    // Synthetic data has no published rows; the flag adds nothing and fails nothing.
+    assert_eq!(ok(&["report", "--published", a.to_str().unwrap()]).lines().count(), 3);
     let agg = ok(&["report", "--aggregate", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(
         agg.contains("| e2e | pop | synthetic:users=300,items=80 | full | 2 |") && agg.contains("± 0.0000"),

@@ -88,9 +88,15 @@ pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
     let mut out = header("| run | model | dataset | ranking | users |", &keys);
     for r in rows {
         let m = &r.report;
+        // Published rows carry no user count of ours.
+        let users = if m.users == 0 {
+            "–".to_string()
+        } else {
+            m.users.to_string()
+        };
         out += &format!(
-            "| {} | {} | {} | {} | {} |",
-            r.label, m.model, m.dataset, m.ranking, m.users
+            "| {} | {} | {} | {} | {users} |",
+            r.label, m.model, m.dataset, m.ranking
         );
         for k in &keys {
             match m.metrics.get(k) {
@@ -135,6 +141,52 @@ pub fn aggregate_table(rows: &[Row]) -> String {
         out += "\n";
     }
     out
+}
+
+/// Published full-ranking leave-one-out numbers on the P5/S3-Rec Amazon splits (design.md §5),
+/// for side-by-side tables. Always rendered with a `published:` label, never as our results.
+/// Rows: (dataset, model, R@5, N@5, R@10, N@10).
+pub const PUBLISHED: &[(&str, &str, f64, f64, f64, f64)] = &[
+    ("amazon-p5:Beauty", "PopRec", 0.0080, 0.0044, 0.0152, 0.0068),
+    ("amazon-p5:Beauty", "SASRec", 0.0387, 0.0249, 0.0605, 0.0318),
+    ("amazon-p5:Beauty", "S3-Rec", 0.0387, 0.0244, 0.0647, 0.0327),
+    ("amazon-p5:Beauty", "TIGER", 0.0454, 0.0321, 0.0648, 0.0384),
+    ("amazon-p5:Beauty", "P5 + CID+IID", 0.0512, 0.0356, 0.0732, 0.0427),
+    ("amazon-p5:Beauty", "RPG", 0.0550, 0.0381, 0.0809, 0.0464),
+    ("amazon-p5:Toys_and_Games", "SASRec", 0.0463, 0.0306, 0.0675, 0.0374),
+    ("amazon-p5:Toys_and_Games", "TIGER", 0.0521, 0.0371, 0.0712, 0.0432),
+    ("amazon-p5:Toys_and_Games", "RPG", 0.0592, 0.0401, 0.0869, 0.0490),
+    ("amazon-p5:LastFM", "SASRec", 0.0505, 0.0331, 0.0688, 0.0390),
+];
+
+/// The published rows for `dataset`, as table rows labelled `published: <model>`.
+pub fn published_rows(dataset: &str) -> Vec<Row> {
+    PUBLISHED
+        .iter()
+        .filter(|p| p.0 == dataset)
+        .map(|&(dataset, model, r5, n5, r10, n10)| Row {
+            label: format!("published: {model}"),
+            report: MetricsReport {
+                experiment: "published (design.md §5)".into(),
+                dataset: dataset.into(),
+                model: model.into(),
+                split: "test".into(),
+                seed: 0,
+                users: 0,
+                metrics: [("recall@5", r5), ("ndcg@5", n5), ("recall@10", r10), ("ndcg@10", n10)]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                invalid: BTreeMap::new(),
+                ranking: "full".into(),
+                exclude_history: false,
+                train_seconds: 0.0,
+                eval_seconds: 0.0,
+                device: "-".into(),
+                groups: BTreeMap::new(),
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,6 +240,15 @@ mod tests {
         let header = t.lines().next().unwrap();
         assert!(header.ends_with("| recall@5 | ndcg@5 | recall@10 |"), "{header}");
         assert!(t.contains("| b | pop | d | full | 3 | 0.3000 | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn published_rows_are_labelled() {
+        let rows = published_rows("amazon-p5:Beauty");
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|r| r.label.starts_with("published: ")));
+        assert_eq!(rows[1].report.metrics["recall@10"], 0.0605);
+        assert!(published_rows("ml-100k").is_empty());
     }
 
     #[test]
