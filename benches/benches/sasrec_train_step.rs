@@ -21,7 +21,7 @@ const BATCH: usize = 128;
 const LEN: usize = 50;
 const ITEMS: usize = 1_699; // + the padding row = 1,700 output rows
 
-fn batch(rng: &mut ChaCha8Rng, device: &<B as burn::tensor::backend::Backend>::Device) -> Tensor<B, 2, Int> {
+fn batch(rng: &mut ChaCha8Rng, device: &burn::backend::flex::FlexDevice) -> Tensor<B, 2, Int> {
     let data: Vec<i64> = (0..BATCH * LEN).map(|_| rng.random_range(1..=ITEMS as i64)).collect();
     Tensor::from_data(TensorData::new(data, [BATCH, LEN]), device)
 }
