@@ -312,6 +312,7 @@ mod tests {
     #[test]
     fn loss_ignores_padding_and_starts_near_log_vocab() {
         let device = Default::default();
+        <B as Backend>::seed(&device, 7);
         let model = SasRecConfig {
             dropout: 0.0,
             ..Default::default()
@@ -327,6 +328,8 @@ mod tests {
     #[test]
     fn cheaper_losses_by_hand_at_init() {
         let device = Default::default();
+        // Seeded init: logits are LayerNorm outputs · N(0, 0.02) embeddings, small but random.
+        <B as Backend>::seed(&device, 7);
         let model = SasRecConfig {
             dropout: 0.0,
             ..Default::default()
@@ -338,7 +341,7 @@ mod tests {
         let bce: f32 = model
             .loss_bce(inputs(), targets(), tokens::<B>(&[&[9, 9, 9]], 5, &device))
             .into_scalar();
-        assert!((bce - 2.0 * 2f32.ln()).abs() < 0.1, "{bce}");
+        assert!((bce - 2.0 * 2f32.ln()).abs() < 0.25, "{bce}");
         // Uniform q over 51 tokens cancels out: softmax over 1 + 10 near-equal logits ≈ ln 11.
         // Token 4 (a target) among the negatives is masked where it is the target.
         let negs = Tensor::<B, 1, Int>::from_ints([4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &device);
