@@ -125,6 +125,14 @@ impl SasRecConfig {
     }
 }
 
+/// Mean of per-position losses over the positions whose target token is not padding (0); shared
+/// by the three losses so they weigh positions identically.
+fn masked_mean<B: Backend, const D: usize>(per_position: Tensor<B, D>, targets: Tensor<B, D, Int>) -> Tensor<B, 1> {
+    let mask = targets.not_equal_elem(0).float();
+    let n = mask.clone().sum().clamp_min(1.0);
+    (per_position * mask).sum() / n
+}
+
 #[derive(Module, Debug)]
 pub struct SasRec<B: Backend> {
     item: Embedding<B>,
@@ -200,12 +208,10 @@ impl<B: Backend> SasRec<B> {
         // Logits over all rows, padding included; the padding column is never a target.
         let logits = h.matmul(self.item.weight.val().transpose());
         let targets = targets.reshape([batch * len]);
-        let mask = targets.clone().not_equal_elem(0).float();
         let logp = log_softmax(logits, 1)
-            .gather(1, targets.unsqueeze_dim(1))
+            .gather(1, targets.clone().unsqueeze_dim(1))
             .squeeze_dim::<1>(1);
-        let n = mask.clone().sum().clamp_min(1.0);
-        (logp * mask).sum().neg() / n
+        masked_mean(logp.neg(), targets)
     }
 
     /// Sampled softmax: at each non-padding position, the target against `negatives` shared
@@ -245,9 +251,7 @@ impl<B: Backend> SasRec<B> {
         let logp = log_softmax(Tensor::cat(vec![pos, neg], 1), 1)
             .slice([0..batch * len, 0..1])
             .reshape([batch * len]);
-        let mask = flat_targets.reshape([batch * len]).not_equal_elem(0).float();
-        let n = mask.clone().sum().clamp_min(1.0);
-        (logp * mask).sum().neg() / n
+        masked_mean(logp.neg(), flat_targets.reshape([batch * len]))
     }
 
     /// Binary cross-entropy with one negative per position (the original SASRec loss).
@@ -267,9 +271,7 @@ impl<B: Backend> SasRec<B> {
         let neg = (h * self.item.forward(negatives)).sum_dim(2).squeeze_dim::<2>(2);
         // -ln σ(x) = softplus(-x); -ln(1 - σ(x)) = softplus(x).
         let per_position = softplus(pos.neg(), 1.0) + softplus(neg, 1.0);
-        let mask = targets.not_equal_elem(0).float();
-        let n = mask.clone().sum().clamp_min(1.0);
-        (per_position * mask).sum() / n
+        masked_mean(per_position, targets)
     }
 
     /// Scores of every item after each history (last position · item embeddings).
