@@ -10,20 +10,28 @@ use std::time::{Duration, Instant};
 
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use genrec_models::sasrec::SasRecConfig;
+use genrec_models::sasrec::{SasRecConfig, SeqBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// As the `genrec` binary (see its main.rs): mimalloc, not glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type B = Autodiff<Flex>;
 const BATCH: usize = 128;
 const LEN: usize = 50;
 const ITEMS: usize = 1_699; // + the padding row = 1,700 output rows
 
-fn batch(rng: &mut ChaCha8Rng, device: &burn::backend::flex::FlexDevice) -> Tensor<B, 2, Int> {
-    let data: Vec<i64> = (0..BATCH * LEN).map(|_| rng.random_range(1..=ITEMS as i64)).collect();
-    Tensor::from_data(TensorData::new(data, [BATCH, LEN]), device)
+/// A batch of full-length random histories (no padding, as in the anchor).
+fn batch(rng: &mut ChaCha8Rng, device: &burn::backend::flex::FlexDevice) -> SeqBatch<B> {
+    let rows: Vec<Vec<u32>> = (0..BATCH)
+        .map(|_| (0..=LEN).map(|_| rng.random_range(0..ITEMS as u32)).collect())
+        .collect();
+    let inputs: Vec<&[u32]> = rows.iter().map(|r| &r[..LEN]).collect();
+    let targets: Vec<&[u32]> = rows.iter().map(|r| &r[1..]).collect();
+    SeqBatch::new(&inputs, &targets, LEN, device)
 }
 
 fn bench(c: &mut Criterion) {
@@ -37,7 +45,7 @@ fn bench(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut step = |rng: &mut ChaCha8Rng| {
         let m = model.take().unwrap();
-        let loss = m.loss_full_softmax(batch(rng, &device), batch(rng, &device));
+        let loss = m.loss_full_softmax(&batch(rng, &device), rng);
         let grads = GradientsParams::from_grads(loss.backward(), &m);
         model = Some(optim.step(1e-3, m, grads));
     };

@@ -24,7 +24,7 @@ use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
 use genrec_models::pop::Popularity;
 use genrec_models::sasrec::SasRecConfig;
-use genrec_models::train::{train_sasrec, CurvePoint, SasRecRecommender, TrainConfig};
+use genrec_models::train::{train_sasrec, Checkpoints, CurvePoint, SasRecRecommender, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
@@ -238,10 +238,18 @@ pub struct Log {
 }
 
 impl Log {
-    pub fn new(path: Option<&Path>) -> Result<Self> {
-        let file = path
-            .map(|p| std::fs::File::create(p).with_context(|| format!("creating {}", p.display())))
-            .transpose()?;
+    /// `append` keeps what a resumed run already logged.
+    pub fn new(path: Option<&Path>, append: bool) -> Result<Self> {
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(append)
+                .truncate(!append)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))
+        };
+        let file = path.map(open).transpose()?;
         Ok(Log { file })
     }
 
@@ -289,22 +297,41 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 pub struct RunOptions {
     pub out: PathBuf,
     pub device: DeviceKind,
+    /// Continue this run directory from its `resume/` state instead of starting a new run.
+    pub resume: Option<PathBuf>,
 }
 
 /// Runs one experiment end to end and returns its run directory.
 pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
-    let mut dir = options.out.join(format!("{}-{}", config.name, utc_stamp()));
-    // Two runs in the same second get distinct directories.
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = options.out.join(format!("{}-{}-{n}", config.name, utc_stamp()));
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("config.toml"), toml::to_string_pretty(config)?)?;
-    let mut log = Log::new(Some(&dir.join("log.txt")))?;
+    let dir = match &options.resume {
+        Some(dir) => {
+            if !dir.join("resume/state.json").exists() {
+                bail!(
+                    "{}: no resume/state.json (only runs that completed at least one epoch of training can be resumed)",
+                    dir.display()
+                );
+            }
+            // Overrides given with --resume (e.g. more epochs) become part of the run's config.
+            std::fs::write(dir.join("config.toml"), toml::to_string_pretty(config)?)?;
+            dir.clone()
+        }
+        None => {
+            let mut dir = options.out.join(format!("{}-{}", config.name, utc_stamp()));
+            // Two runs in the same second get distinct directories.
+            let mut n = 1;
+            while dir.exists() {
+                n += 1;
+                dir = options.out.join(format!("{}-{}-{n}", config.name, utc_stamp()));
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(dir.join("config.toml"), toml::to_string_pretty(config)?)?;
+            dir
+        }
+    };
+    let mut log = Log::new(Some(&dir.join("log.txt")), options.resume.is_some())?;
     log.line(&format!(
-        "run {} (seed {}, device {}) -> {}",
+        "{} {} (seed {}, device {}) -> {}",
+        if options.resume.is_some() { "resume" } else { "run" },
         config.name,
         config.seed,
         options.device,
@@ -342,6 +369,7 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
                 split: &split,
                 counts: &counts,
                 dir: &dir,
+                resume: options.resume.is_some(),
                 log: &mut log,
             },
         )?,
@@ -429,6 +457,7 @@ struct SasRecJob<'a> {
     split: &'a LeaveOneOut,
     counts: &'a [u32],
     dir: &'a Path,
+    resume: bool,
     log: &'a mut Log,
 }
 
@@ -446,7 +475,10 @@ impl BackendJob for SasRecJob<'_> {
             self.split,
             c.seed,
             &device,
-            Some(&self.dir.join("model.safetensors")),
+            Checkpoints {
+                dir: Some(self.dir),
+                resume: self.resume,
+            },
             &mut |m| log.line(m),
         )
         .map_err(anyhow::Error::msg)?;

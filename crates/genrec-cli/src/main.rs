@@ -18,6 +18,12 @@ use genrec_eval::{metrics::user_value, EvalConfig, UserOutcome};
 
 use backend::DeviceKind;
 
+/// Burn's CPU backends allocate a fresh buffer for nearly every tensor op; with glibc malloc the
+/// large ones are mmapped and unmapped each time and page faults cost 20% of a SASRec step.
+/// mimalloc keeps them: the step benchmark went from 695 to 435 ms (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "genrec", version, about = "Generative recommendation research toolkit")]
 struct Cli {
@@ -51,7 +57,13 @@ enum Command {
     },
     /// Run an experiment TOML: data, model, training, validation and test evaluation.
     Run {
-        config: PathBuf,
+        /// Experiment TOML (not with --resume, which reads the run's own config.toml).
+        #[arg(required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Continue an interrupted run directory from its last completed epoch (same batches,
+        /// dropout masks and optimizer state as an uninterrupted run).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["seeds", "seed"])]
+        resume: Option<PathBuf>,
         /// Override a config field, e.g. `--set data.max_history=20` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
@@ -190,6 +202,7 @@ fn real_main() -> Result<()> {
         }
         Command::Run {
             config,
+            resume,
             overrides,
             seed,
             seeds,
@@ -200,7 +213,12 @@ fn real_main() -> Result<()> {
             if let Some(s) = seed {
                 overrides.push(format!("seed={s}"));
             }
-            let mut config = experiment::ExperimentConfig::load(&config, &overrides)?;
+            let config_path = match (&config, &resume) {
+                (Some(c), _) => c.clone(),
+                (None, Some(dir)) => dir.join("config.toml"),
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let mut config = experiment::ExperimentConfig::load(&config_path, &overrides)?;
             if seeds == 0 {
                 bail!("--seeds must be at least 1");
             }
@@ -217,6 +235,7 @@ fn real_main() -> Result<()> {
                     &experiment::RunOptions {
                         out: out.clone(),
                         device,
+                        resume: resume.clone(),
                     },
                 )?;
                 let report = MetricsReport::load(&dir.join("metrics.json")).map_err(|e| anyhow::anyhow!(e))?;

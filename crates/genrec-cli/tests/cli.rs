@@ -275,6 +275,31 @@ fn sasrec_trains_end_to_end_on_synthetic() {
         "{resolved}"
     );
 
+    // Resuming a 2-epoch run for a third epoch gives the same metrics as 3 epochs straight.
+    let o = out.to_str().unwrap();
+    let straight = run_dir(&ok(&["run", c, "--out", o, "--set", "train.epochs=3"]));
+    let resumed = ok(&["run", "--resume", dir.to_str().unwrap(), "--set", "train.epochs=3"]);
+    assert_eq!(run_dir(&resumed), dir);
+    let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.json")).unwrap();
+    let without_times = |m: String| {
+        let mut v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        v.as_object_mut().unwrap().retain(|k, _| !k.ends_with("_seconds"));
+        v
+    };
+    assert_eq!(without_times(metrics(&dir)), without_times(metrics(&straight)));
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(
+        log.contains("resumed after epoch 2") && log.contains("epoch 1:"),
+        "{log}"
+    );
+    assert!(std::fs::read_to_string(dir.join("config.toml"))
+        .unwrap()
+        .contains("epochs = 3"));
+    let unfinished = tmp.path().join("unfinished");
+    std::fs::create_dir(&unfinished).unwrap();
+    std::fs::copy(dir.join("config.toml"), unfinished.join("config.toml")).unwrap();
+    assert!(fails(&["run", "--resume", unfinished.to_str().unwrap()]).contains("no resume/state.json"));
+
     let seeds = genrec(&["run", c, "--out", out.to_str().unwrap(), "--seeds", "2", "--seed", "5"]);
     assert!(seeds.status.success(), "{}", String::from_utf8_lossy(&seeds.stderr));
     let stdout = String::from_utf8_lossy(&seeds.stdout);

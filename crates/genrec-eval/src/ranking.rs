@@ -73,7 +73,7 @@ pub fn top_k(scores: &[f32], k: usize, excluded: &[ItemId]) -> Vec<ItemId> {
         }
     }
     let mut out: Vec<Entry> = heap.into_vec();
-    out.sort_by(|a, b| a.cmp(b));
+    out.sort();
     out.into_iter().map(|e| e.1).collect()
 }
 

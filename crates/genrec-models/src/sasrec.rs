@@ -7,14 +7,14 @@
 //!
 //! `cargo run -p genrec -- run experiments/sasrec-ml100k.toml`
 
-use burn::module::Module;
-use burn::nn::attention::generate_autoregressive_mask;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::{log_softmax, softplus};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{log_softmax, softmax, softplus};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
+use rand::RngCore;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// SASRec hyper-parameters; the `[model]` table of an experiment with `kind = "sasrec"`.
@@ -87,7 +87,7 @@ impl SasRecConfig {
         if self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 {
             return Err("model.d_model, model.n_layers and model.n_heads must be positive".into());
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(format!(
                 "model.d_model = {} is not divisible by model.n_heads = {}",
                 self.d_model, self.n_heads
@@ -102,6 +102,26 @@ impl SasRecConfig {
         Ok(())
     }
 
+    /// [`Self::init`] with the backend RNG seeded first. Burn's initialisers draw from one
+    /// process-wide backend RNG, so the seeding and the draws happen under a lock: models built
+    /// on other threads at the same time cannot interleave their draws with these.
+    pub fn init_seeded<B: Backend>(&self, n_items: usize, max_len: usize, seed: u64, device: &B::Device) -> SasRec<B> {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(device, seed);
+        let model = self.init(n_items, max_len, device);
+        // Parameters are lazy: their random draws happen on first access, which would otherwise
+        // fall outside the lock (on the first forward). Materialise every one here.
+        struct Materialise;
+        impl<B: Backend> ModuleVisitor<B> for Materialise {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let _ = param.val();
+            }
+        }
+        model.visit(&mut Materialise);
+        model
+    }
+
     /// Builds the model for `n_items` items and histories of at most `max_len` items.
     pub fn init<B: Backend>(&self, n_items: usize, max_len: usize, device: &B::Device) -> SasRec<B> {
         let init = Initializer::Normal { mean: 0.0, std: 0.02 };
@@ -113,49 +133,202 @@ impl SasRecConfig {
             pos: EmbeddingConfig::new(max_len, self.d_model)
                 .with_initializer(init)
                 .init(device),
-            encoder: TransformerEncoderConfig::new(self.d_model, 4 * self.d_model, self.n_heads, self.n_layers)
-                .with_dropout(self.dropout)
-                .with_norm_first(true)
-                .init(device),
+            blocks: (0..self.n_layers)
+                .map(|_| Block::new(self.d_model, self.n_heads, device))
+                .collect(),
             norm: LayerNormConfig::new(self.d_model).init(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: self.dropout,
             max_len,
             n_items,
         }
     }
 }
 
-/// Mean of per-position losses over the positions whose target token is not padding (0); shared
-/// by the three losses so they weigh positions identically.
-fn masked_mean<B: Backend, const D: usize>(per_position: Tensor<B, D>, targets: Tensor<B, D, Int>) -> Tensor<B, 1> {
-    let mask = targets.not_equal_elem(0).float();
-    let n = mask.clone().sum().clamp_min(1.0);
-    (per_position * mask).sum() / n
+/// Left-padded token rows: item `i` → token `i + 1`, 0 = padding; each history keeps its last
+/// `len` items. Returns `[batch, len]`.
+pub fn tokens<B: Backend>(histories: &[&[ItemId]], len: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    let data = left_pad(histories, len);
+    Tensor::from_data(TensorData::new(data, [histories.len(), len]), device)
+}
+
+fn left_pad(histories: &[&[ItemId]], len: usize) -> Vec<i64> {
+    let mut data = vec![0i64; histories.len() * len];
+    for (row, h) in histories.iter().enumerate() {
+        let h = &h[h.len().saturating_sub(len)..];
+        let start = row * len + len - h.len();
+        for (slot, &i) in data[start..start + h.len()].iter_mut().zip(h) {
+            *slot = i as i64 + 1;
+        }
+    }
+    data
+}
+
+/// Additive attention bias that `-1e9`s out keys after the query (causality) and padding keys.
+/// Finite, so a padding query row (every key masked) softmaxes to uniform instead of NaN; those
+/// rows never reach a loss or a score.
+const MASKED: f32 = -1.0e9;
+
+/// A batch of histories ready for [`SasRec::forward`]: left-padded to the longest history in the
+/// batch rather than to `max_len`, which is exact (padding never reaches a real position) and
+/// saves most of the work on short-history datasets (Beauty averages 9 items of 50).
+pub struct SeqInput<B: Backend> {
+    /// `[batch, len]` tokens, 0 = padding, `len` = the longest (truncated) history in the batch.
+    pub tokens: Tensor<B, 2, Int>,
+    /// `[batch, 1, len, len]` additive attention bias (0 = attend, [`MASKED`] = not).
+    pub bias: Tensor<B, 4>,
+    /// Learned position of column 0 (`max_len - len`): a history's last item always sits at
+    /// position `max_len - 1`, exactly as if padded to `max_len`.
+    pub first_position: usize,
+}
+
+impl<B: Backend> SeqInput<B> {
+    pub fn new(histories: &[&[ItemId]], max_len: usize, device: &B::Device) -> Self {
+        let len = histories.iter().map(|h| h.len().min(max_len)).max().unwrap_or(0).max(1);
+        let mut bias = vec![MASKED; histories.len() * len * len];
+        for (row, h) in histories.iter().enumerate() {
+            let pad = len - h.len().min(len);
+            for query in pad..len {
+                let at = (row * len + query) * len;
+                bias[at + pad..at + query + 1].fill(0.0);
+            }
+        }
+        SeqInput {
+            tokens: tokens(histories, len, device),
+            bias: Tensor::from_data(TensorData::new(bias, [histories.len(), 1, len, len]), device),
+            first_position: max_len - len,
+        }
+    }
+}
+
+/// A training batch: (input, target) sequences of equal lengths, aligned position by position.
+pub struct SeqBatch<B: Backend> {
+    pub input: SeqInput<B>,
+    /// `[n]` flat indices (`row * len + column`) of the positions holding an item.
+    pub positions: Tensor<B, 1, Int>,
+    /// `[n]` target tokens at those positions.
+    pub targets: Tensor<B, 1, Int>,
+    /// Host copy of `targets`.
+    pub target_tokens: Vec<i64>,
+}
+
+impl<B: Backend> SeqBatch<B> {
+    /// # Panics
+    /// If an input and its target sequence differ in length (a bug in the caller).
+    pub fn new(inputs: &[&[ItemId]], targets: &[&[ItemId]], max_len: usize, device: &B::Device) -> Self {
+        assert_eq!(inputs.len(), targets.len(), "one target sequence per input");
+        for (i, t) in inputs.iter().zip(targets) {
+            assert_eq!(i.len(), t.len(), "input and target sequences must align");
+        }
+        let input = SeqInput::new(inputs, max_len, device);
+        let len = input.tokens.dims()[1];
+        let padded = left_pad(targets, len);
+        let (positions, target_tokens): (Vec<i64>, Vec<i64>) = padded
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t != 0)
+            .map(|(at, &t)| (at as i64, t))
+            .unzip();
+        let n = positions.len();
+        SeqBatch {
+            input,
+            positions: Tensor::from_data(TensorData::new(positions, [n]), device),
+            targets: Tensor::from_data(TensorData::new(target_tokens.clone(), [n]), device),
+            target_tokens,
+        }
+    }
+}
+
+/// Inverted dropout with the mask drawn on the host from the training loop's seeded RNG. Burn
+/// 0.21's Flex backend draws each Bernoulli sample through a generic distribution sampler (~13 ns
+/// per element, 15% of a SASRec step); 16 random bits per element from ChaCha8 cost ~0.4 ns.
+/// `rng = None` (evaluation) is the identity. The drop probability is `p` rounded to 1/65536.
+fn drop_out<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<B, D> {
+    let Some(rng) = rng else { return x };
+    if p == 0.0 {
+        return x;
+    }
+    let shape = x.shape();
+    let n = shape.num_elements();
+    let threshold = (p * 65536.0).round() as u64;
+    let keep = 65536.0 / (65536 - threshold) as f32;
+    let mut mask = Vec::with_capacity(n + 3);
+    while mask.len() < n {
+        let bits = rng.next_u64();
+        for k in 0..4 {
+            mask.push(if (bits >> (16 * k)) & 0xffff < threshold {
+                0.0
+            } else {
+                keep
+            });
+        }
+    }
+    mask.truncate(n);
+    let mask = Tensor::from_data(TensorData::new(mask, shape), &x.device());
+    x * mask
+}
+
+/// One pre-norm transformer block: `x + Drop(Attn(LN(x)))`, then `x + Drop(FFN(LN(x)))` with a
+/// GELU feed-forward of width `4 d`, attention weights dropped as well (as PyTorch and Burn do).
+#[derive(Module, Debug)]
+struct Block<B: Backend> {
+    norm_attn: LayerNorm<B>,
+    query: Linear<B>,
+    key: Linear<B>,
+    value: Linear<B>,
+    out: Linear<B>,
+    norm_ffn: LayerNorm<B>,
+    ffn_in: Linear<B>,
+    ffn_out: Linear<B>,
+    gelu: Gelu,
+    n_heads: usize,
+}
+
+impl<B: Backend> Block<B> {
+    fn new(d: usize, n_heads: usize, device: &B::Device) -> Self {
+        Block {
+            norm_attn: LayerNormConfig::new(d).init(device),
+            query: LinearConfig::new(d, d).init(device),
+            key: LinearConfig::new(d, d).init(device),
+            value: LinearConfig::new(d, d).init(device),
+            out: LinearConfig::new(d, d).init(device),
+            norm_ffn: LayerNormConfig::new(d).init(device),
+            ffn_in: LinearConfig::new(d, 4 * d).init(device),
+            ffn_out: LinearConfig::new(4 * d, d).init(device),
+            gelu: Gelu::new(),
+            n_heads,
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[batch, len, d]`; `bias`: `[batch, 1, len, len]`; output: `[batch, len, d]`
+    fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>, p: f64, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let (h, dk) = (self.n_heads, d / self.n_heads);
+        let heads = |t: Tensor<B, 3>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
+        let normed = self.norm_attn.forward(x.clone());
+        // Scaling q (len × dk) is cheaper than scaling the scores (len × len).
+        let q = heads(self.query.forward(normed.clone())) * (1.0 / (dk as f64).sqrt());
+        let k = heads(self.key.forward(normed.clone()));
+        let v = heads(self.value.forward(normed));
+        let weights = softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3);
+        let weights = drop_out(weights, p, rng.as_deref_mut());
+        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, len, d]);
+        let x = x + drop_out(self.out.forward(attended), p, rng.as_deref_mut());
+        let hidden = self.gelu.forward(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
+        let hidden = drop_out(hidden, p, rng.as_deref_mut());
+        x + drop_out(self.ffn_out.forward(hidden), p, rng)
+    }
 }
 
 #[derive(Module, Debug)]
 pub struct SasRec<B: Backend> {
     item: Embedding<B>,
     pos: Embedding<B>,
-    encoder: TransformerEncoder<B>,
+    blocks: Vec<Block<B>>,
     norm: LayerNorm<B>,
-    dropout: Dropout,
+    dropout: f64,
     max_len: usize,
     n_items: usize,
-}
-
-/// Left-padded token rows: item `i` → token `i + 1`, 0 = padding; each history keeps its last
-/// `max_len` items. Returns `[batch, max_len]`.
-pub fn tokens<B: Backend>(histories: &[&[ItemId]], max_len: usize, device: &B::Device) -> Tensor<B, 2, Int> {
-    let mut data = vec![0i64; histories.len() * max_len];
-    for (row, h) in histories.iter().enumerate() {
-        let h = &h[h.len().saturating_sub(max_len)..];
-        let start = row * max_len + max_len - h.len();
-        for (slot, &i) in data[start..start + h.len()].iter_mut().zip(h) {
-            *slot = i as i64 + 1;
-        }
-    }
-    Tensor::from_data(TensorData::new(data, [histories.len(), max_len]), device)
 }
 
 impl<B: Backend> SasRec<B> {
@@ -167,23 +340,33 @@ impl<B: Backend> SasRec<B> {
         self.max_len
     }
 
-    /// Hidden state at every position.
+    /// Hidden state at every position. `rng` switches dropout on (training) and draws its masks;
+    /// `None` is evaluation.
     ///
     /// # Shapes
-    /// - `tokens`: `[batch, max_len]`, 0 = padding (left-padded)
-    /// - output: `[batch, max_len, d_model]`
-    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [batch, len] = tokens.dims();
-        let device = tokens.device();
-        let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device)
-            .unsqueeze::<2>()
-            .repeat_dim(0, batch);
-        let h = self.item.forward(tokens.clone()) + self.pos.forward(positions);
-        let h = self.dropout.forward(h);
-        let input = TransformerEncoderInput::new(h)
-            .mask_attn(generate_autoregressive_mask::<B>(batch, len, &device))
-            .mask_pad(tokens.equal_elem(0));
-        self.norm.forward(self.encoder.forward(input))
+    /// - `input.tokens`: `[batch, len]`, 0 = padding (left-padded), `len ≤ max_len`
+    /// - output: `[batch, len, d_model]`
+    pub fn forward(&self, input: &SeqInput<B>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
+        let len = input.tokens.dims()[1];
+        let device = input.tokens.device();
+        let first = input.first_position as i64;
+        let positions = Tensor::<B, 1, Int>::arange(first..first + len as i64, &device).unsqueeze::<2>();
+        let h = self.item.forward(input.tokens.clone()) + self.pos.forward(positions);
+        let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
+        for block in &self.blocks {
+            h = block.forward(h, input.bias.clone(), self.dropout, rng.as_deref_mut());
+        }
+        self.norm.forward(h)
+    }
+
+    /// Hidden states at the batch's item positions (padding dropped before any output work).
+    ///
+    /// # Shapes
+    /// - output: `[n, d_model]`, `n` = `batch.targets` length
+    fn hidden_at_items(&self, batch: &SeqBatch<B>, rng: &mut ChaCha8Rng) -> Tensor<B, 2> {
+        let h = self.forward(&batch.input, Some(rng));
+        let [b, len, d] = h.dims();
+        h.reshape([b * len, d]).select(0, batch.positions.clone())
     }
 
     /// Item embeddings without the padding row.
@@ -196,82 +379,70 @@ impl<B: Backend> SasRec<B> {
         w.slice([1..rows, 0..d])
     }
 
-    /// Full-softmax cross-entropy of the next item at every non-padding position.
-    ///
-    /// # Shapes
-    /// - `inputs`, `targets`: `[batch, max_len]` tokens (target token 0 = ignored position)
-    pub fn loss_full_softmax(&self, inputs: Tensor<B, 2, Int>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-        let [batch, len] = inputs.dims();
-        let h = self.forward(inputs);
-        let d = h.dims()[2];
-        let h = h.reshape([batch * len, d]);
+    /// Full-softmax cross-entropy of the next item, averaged over the batch's item positions.
+    /// Training mode (dropout drawn from `rng`).
+    pub fn loss_full_softmax(&self, batch: &SeqBatch<B>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
+        let h = self.hidden_at_items(batch, rng);
         // Logits over all rows, padding included; the padding column is never a target.
         let logits = h.matmul(self.item.weight.val().transpose());
-        let targets = targets.reshape([batch * len]);
         let logp = log_softmax(logits, 1)
-            .gather(1, targets.clone().unsqueeze_dim(1))
+            .gather(1, batch.targets.clone().unsqueeze_dim(1))
             .squeeze_dim::<1>(1);
-        masked_mean(logp.neg(), targets)
+        logp.neg().mean()
     }
 
-    /// Sampled softmax: at each non-padding position, the target against `negatives` shared
-    /// negative tokens, every logit corrected by `- ln q` (log-Q) so the estimate of the full
-    /// softmax is unbiased in expectation. A negative equal to the target is masked out.
+    /// Sampled softmax: at each item position, the target against `negatives` shared negative
+    /// tokens, every logit corrected by `- ln q` (log-Q) so the estimate of the full softmax is
+    /// unbiased in expectation. A negative equal to the position's target is masked out.
     ///
     /// # Shapes
-    /// - `inputs`, `targets`: `[batch, max_len]` tokens; `negatives`: `[n_neg]` tokens
-    /// - `log_q_targets`: `[batch, max_len]`; `log_q_negatives`: `[n_neg]` (log sampling probabilities)
+    /// - `negatives`: `[n_neg]` tokens; `log_q_targets`: `[n]`; `log_q_negatives`: `[n_neg]`
     pub fn loss_sampled_softmax(
         &self,
-        inputs: Tensor<B, 2, Int>,
-        targets: Tensor<B, 2, Int>,
+        batch: &SeqBatch<B>,
         negatives: Tensor<B, 1, Int>,
-        log_q_targets: Tensor<B, 2>,
+        log_q_targets: Tensor<B, 1>,
         log_q_negatives: Tensor<B, 1>,
+        rng: &mut ChaCha8Rng,
     ) -> Tensor<B, 1> {
-        let [batch, len] = inputs.dims();
         let [n_neg] = negatives.dims();
-        let h = self.forward(inputs);
-        let d = h.dims()[2];
-        let pos = (h.clone() * self.item.forward(targets.clone()))
-            .sum_dim(2)
-            .reshape([batch * len, 1])
-            - log_q_targets.reshape([batch * len, 1]);
+        let h = self.hidden_at_items(batch, rng);
+        let [n, d] = h.dims();
+        let pos = (h.clone()
+            * self
+                .item
+                .forward(batch.targets.clone().unsqueeze::<2>())
+                .reshape([n, d]))
+        .sum_dim(1)
+            - log_q_targets.reshape([n, 1]);
         let neg_emb = self
             .item
             .forward(negatives.clone().unsqueeze::<2>())
             .reshape([n_neg, d]);
-        let neg = h.reshape([batch * len, d]).matmul(neg_emb.transpose()) - log_q_negatives.unsqueeze::<2>();
-        let flat_targets = targets.reshape([batch * len, 1]);
-        let hit = flat_targets
+        let neg = h.matmul(neg_emb.transpose()) - log_q_negatives.unsqueeze::<2>();
+        let hit = batch
+            .targets
             .clone()
+            .reshape([n, 1])
             .repeat_dim(1, n_neg)
-            .equal(negatives.unsqueeze::<2>().repeat_dim(0, batch * len));
+            .equal(negatives.unsqueeze::<2>().repeat_dim(0, n));
         let neg = neg.mask_fill(hit, -1.0e9);
-        let logp = log_softmax(Tensor::cat(vec![pos, neg], 1), 1)
-            .slice([0..batch * len, 0..1])
-            .reshape([batch * len]);
-        masked_mean(logp.neg(), flat_targets.reshape([batch * len]))
+        let logp = log_softmax(Tensor::cat(vec![pos, neg], 1), 1).slice([0..n, 0..1]);
+        logp.neg().mean()
     }
 
-    /// Binary cross-entropy with one negative per position (the original SASRec loss).
+    /// Binary cross-entropy with one negative per item position (the original SASRec loss).
     ///
     /// # Shapes
-    /// - `inputs`, `targets`, `negatives`: `[batch, max_len]` tokens (target 0 = ignored position)
-    pub fn loss_bce(
-        &self,
-        inputs: Tensor<B, 2, Int>,
-        targets: Tensor<B, 2, Int>,
-        negatives: Tensor<B, 2, Int>,
-    ) -> Tensor<B, 1> {
-        let h = self.forward(inputs);
-        let pos = (h.clone() * self.item.forward(targets.clone()))
-            .sum_dim(2)
-            .squeeze_dim::<2>(2);
-        let neg = (h * self.item.forward(negatives)).sum_dim(2).squeeze_dim::<2>(2);
+    /// - `negatives`: `[n]` tokens, one per item position of `batch`
+    pub fn loss_bce(&self, batch: &SeqBatch<B>, negatives: Tensor<B, 1, Int>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
+        let h = self.hidden_at_items(batch, rng);
+        let [n, d] = h.dims();
+        let embed = |t: Tensor<B, 1, Int>| self.item.forward(t.unsqueeze::<2>()).reshape([n, d]);
+        let pos = (h.clone() * embed(batch.targets.clone())).sum_dim(1);
+        let neg = (h * embed(negatives)).sum_dim(1);
         // -ln σ(x) = softplus(-x); -ln(1 - σ(x)) = softplus(x).
-        let per_position = softplus(pos.neg(), 1.0) + softplus(neg, 1.0);
-        masked_mean(per_position, targets)
+        (softplus(pos.neg(), 1.0) + softplus(neg, 1.0)).mean()
     }
 
     /// Scores of every item after each history (last position · item embeddings).
@@ -280,7 +451,7 @@ impl<B: Backend> SasRec<B> {
     /// - output: `[histories.len(), n_items]`
     pub fn score(&self, histories: &[&[ItemId]]) -> Tensor<B, 2> {
         let device = self.item.weight.val().device();
-        let h = self.forward(tokens::<B>(histories, self.max_len, &device));
+        let h = self.forward(&SeqInput::new(histories, self.max_len, &device), None);
         let [batch, len, d] = h.dims();
         let last = h.slice([0..batch, len - 1..len, 0..d]).reshape([batch, d]);
         last.matmul(self.item_embeddings().transpose())
@@ -290,18 +461,30 @@ impl<B: Backend> SasRec<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
     type B = burn::backend::Flex;
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(0)
+    }
 
     #[test]
     fn shapes_and_padding() {
         let device = Default::default();
-        let model = SasRecConfig::default().init::<B>(10, 4, &device);
+        let model = SasRecConfig::default().init_seeded::<B>(10, 4, 1, &device);
         let t = tokens::<B>(&[&[3, 4, 5, 6, 7], &[2]], 4, &device);
         assert_eq!(
             t.to_data().convert::<i64>().to_vec::<i64>().unwrap(),
             [5, 6, 7, 8, 0, 0, 0, 3]
         );
-        assert_eq!(model.forward(t).dims(), [2, 4, 64]);
+        // Trimmed to the longest history (2 of 4 columns); positions 2 and 3.
+        let input = SeqInput::<B>::new(&[&[1, 2], &[5]], 4, &device);
+        assert_eq!(input.tokens.dims(), [2, 2]);
+        assert_eq!(input.first_position, 2);
+        let bias = input.bias.to_data().to_vec::<f32>().unwrap();
+        // Row 0 (no padding): causal. Row 1 (one padding column): only key 1 from query 1.
+        assert_eq!(bias, [0.0, MASKED, 0.0, 0.0, MASKED, MASKED, MASKED, 0.0]);
+        assert_eq!(model.forward(&input, None).dims(), [2, 2, 64]);
         assert_eq!(model.score(&[&[1, 2], &[]]).dims(), [2, 10]);
         let cfg = SasRecConfig {
             d_model: 10,
@@ -312,17 +495,59 @@ mod tests {
     }
 
     #[test]
+    fn trimming_to_the_batch_is_exact() {
+        // Scores with the batch trimmed to 2 columns equal scores with the history padded to 6.
+        let device = Default::default();
+        let model = SasRecConfig::default().init_seeded::<B>(20, 6, 3, &device);
+        let short = model.score(&[&[4, 9], &[1]]).to_data().to_vec::<f32>().unwrap();
+        let long = model
+            .score(&[&[4, 9], &[1], &[0, 1, 2, 3, 4, 5]])
+            .to_data()
+            .to_vec::<f32>()
+            .unwrap();
+        for (a, b) in short.iter().zip(&long) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn batch_keeps_only_item_positions() {
+        let device = Default::default();
+        let batch = SeqBatch::<B>::new(&[&[1, 2, 3], &[7]], &[&[2, 3, 4], &[8]], 5, &device);
+        // 3 columns; row 1 holds its item in column 2 → flat index 5.
+        assert_eq!(
+            batch.positions.to_data().convert::<i64>().to_vec::<i64>().unwrap(),
+            [0, 1, 2, 5]
+        );
+        assert_eq!(batch.target_tokens, [3, 4, 5, 9]);
+    }
+
+    #[test]
+    fn host_dropout_drops_about_p_and_keeps_the_mean() {
+        let device = Default::default();
+        let x = Tensor::<B, 2>::ones([100, 100], &device);
+        let y = drop_out(x.clone(), 0.2, Some(&mut rng()))
+            .to_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let dropped = y.iter().filter(|&&v| v == 0.0).count() as f64 / 1e4;
+        assert!((dropped - 0.2).abs() < 0.02, "{dropped}");
+        let mean = y.iter().sum::<f32>() / 1e4;
+        assert!((mean - 1.0).abs() < 0.03, "{mean}");
+        let same = drop_out(x.clone(), 0.2, None).to_data().to_vec::<f32>().unwrap();
+        assert!(same.iter().all(|&v| v == 1.0));
+    }
+
+    #[test]
     fn loss_ignores_padding_and_starts_near_log_vocab() {
         let device = Default::default();
-        <B as Backend>::seed(&device, 7);
         let model = SasRecConfig {
             dropout: 0.0,
             ..Default::default()
         }
-        .init::<B>(50, 5, &device);
-        let inputs = tokens::<B>(&[&[1, 2, 3]], 5, &device);
-        let targets = tokens::<B>(&[&[2, 3, 4]], 5, &device);
-        let loss: f32 = model.loss_full_softmax(inputs, targets).into_scalar();
+        .init_seeded::<B>(50, 5, 7, &device);
+        let batch = SeqBatch::<B>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
+        let loss: f32 = model.loss_full_softmax(&batch, &mut rng()).into_scalar();
         // Small random init: predictions near uniform over 51 rows, loss ≈ ln 51 = 3.93.
         assert!((loss - 51f32.ln()).abs() < 0.2, "{loss}");
     }
@@ -331,18 +556,15 @@ mod tests {
     fn cheaper_losses_by_hand_at_init() {
         let device = Default::default();
         // Seeded init: logits are LayerNorm outputs · N(0, 0.02) embeddings, small but random.
-        <B as Backend>::seed(&device, 7);
         let model = SasRecConfig {
             dropout: 0.0,
             ..Default::default()
         }
-        .init::<B>(50, 5, &device);
-        let inputs = || tokens::<B>(&[&[1, 2, 3]], 5, &device);
-        let targets = || tokens::<B>(&[&[2, 3, 4]], 5, &device);
+        .init_seeded::<B>(50, 5, 7, &device);
+        let batch = SeqBatch::<B>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
         // Near-zero logits: BCE ≈ 2 ln 2 per position.
-        let bce: f32 = model
-            .loss_bce(inputs(), targets(), tokens::<B>(&[&[9, 9, 9]], 5, &device))
-            .into_scalar();
+        let negatives = Tensor::<B, 1, Int>::from_ints([10, 10, 10], &device);
+        let bce: f32 = model.loss_bce(&batch, negatives, &mut rng()).into_scalar();
         assert!((bce - 2.0 * 2f32.ln()).abs() < 0.25, "{bce}");
         // Uniform q over 51 tokens cancels out: softmax over 1 + 10 near-equal logits ≈ ln 11.
         // Token 4 (a target) among the negatives is masked where it is the target.
@@ -350,11 +572,11 @@ mod tests {
         let lq = -(51f32.ln());
         let s: f32 = model
             .loss_sampled_softmax(
-                inputs(),
-                targets(),
+                &batch,
                 negs,
-                Tensor::full([1, 5], lq, &device),
+                Tensor::full([3], lq, &device),
                 Tensor::full([11], lq, &device),
+                &mut rng(),
             )
             .into_scalar();
         // Positions with targets 2 and 3 see 11 negatives (ln 12); target 4 sees 10 (ln 11).

@@ -6,8 +6,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use genrec_data::{ItemId, LeaveOneOut};
@@ -18,7 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::sasrec::{tokens, Loss, SasRec, SasRecConfig};
+use crate::sasrec::{Loss, SasRec, SasRecConfig, SeqBatch};
 use burn::tensor::{Tensor, TensorData};
 use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
@@ -153,7 +154,7 @@ impl TrainConfig {
 }
 
 /// One row of curves.csv.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     pub epoch: usize,
     pub step: usize,
@@ -253,49 +254,43 @@ fn batch_loss<B: AutodiffBackend>(
     rng: &mut ChaCha8Rng,
     device: &B::Device,
 ) -> Tensor<B, 1> {
-    let len = split.max_history;
-    let input_tokens = tokens::<B>(inputs, len, device);
-    let target_tokens = tokens::<B>(targets, len, device);
+    let batch = SeqBatch::new(inputs, targets, split.max_history, device);
     match config.loss {
-        Loss::Ce => model.loss_full_softmax(input_tokens, target_tokens),
+        Loss::Ce => model.loss_full_softmax(&batch, rng),
         Loss::Sampled => {
             let negs: Vec<i64> = (0..config.negatives)
                 .map(|_| sampler.dist.sample(rng) as i64 + 1)
                 .collect();
             let log_q_neg: Vec<f32> = negs.iter().map(|&t| sampler.log_q[t as usize]).collect();
-            let target_ids = target_tokens
-                .clone()
-                .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .expect("int tokens");
-            let log_q_t: Vec<f32> = target_ids.iter().map(|&t| sampler.log_q[t as usize]).collect();
+            let log_q_t: Vec<f32> = batch.target_tokens.iter().map(|&t| sampler.log_q[t as usize]).collect();
+            let n = log_q_t.len();
             model.loss_sampled_softmax(
-                input_tokens,
-                target_tokens,
+                &batch,
                 Tensor::from_data(TensorData::new(negs, [config.negatives]), device),
-                Tensor::from_data(TensorData::new(log_q_t, [inputs.len(), len]), device),
+                Tensor::from_data(TensorData::new(log_q_t, [n]), device),
                 Tensor::from_data(TensorData::new(log_q_neg, [config.negatives]), device),
+                rng,
             )
         }
         Loss::Bce => {
-            // One uniform negative per target position, never the target itself.
-            let n = split.n_items as ItemId;
-            let negatives: Vec<Vec<ItemId>> = targets
+            // One uniform negative token per item position, never the target itself.
+            let n = split.n_items as i64;
+            let negatives: Vec<i64> = batch
+                .target_tokens
                 .iter()
-                .map(|t| {
-                    t.iter()
-                        .map(|&target| loop {
-                            let c = rng.random_range(0..n);
-                            if c != target || n == 1 {
-                                break c;
-                            }
-                        })
-                        .collect()
+                .map(|&target| loop {
+                    let c = rng.random_range(1..=n);
+                    if c != target || n == 1 {
+                        break c;
+                    }
                 })
                 .collect();
-            let negatives: Vec<&[ItemId]> = negatives.iter().map(Vec::as_slice).collect();
-            model.loss_bce(input_tokens, target_tokens, tokens::<B>(&negatives, len, device))
+            let count = negatives.len();
+            model.loss_bce(
+                &batch,
+                Tensor::from_data(TensorData::new(negatives, [count]), device),
+                rng,
+            )
         }
     }
 }
@@ -311,8 +306,81 @@ pub fn save_checkpoint<B: Backend>(model: &SasRec<B>, path: &Path) -> Result<(),
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Trains SASRec with full-softmax cross-entropy and early stopping on the validation split.
-/// `checkpoint`, when given, receives the best model so far after every improvement.
+/// Everything but the weights that `--resume` needs to continue a run exactly where its last
+/// completed epoch left it: same batches, same dropout masks, same early-stopping state.
+#[derive(Serialize, Deserialize)]
+struct ResumeState {
+    /// Epochs completed.
+    epoch: usize,
+    step: usize,
+    /// The loop's ChaCha8 stream (seed + word position; u128 as a decimal string for JSON).
+    rng_seed: [u8; 32],
+    rng_word_pos: String,
+    order: Vec<usize>,
+    best_epoch: usize,
+    /// `None` before the first validation.
+    best_valid: Option<f64>,
+    waited: usize,
+    curves: Vec<CurvePoint>,
+}
+
+fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
+    BinFileRecorder::<FullPrecisionSettings>::new()
+}
+
+/// Writes `dir/resume/` (model and optimizer records with their parameter ids, the best model,
+/// state.json) through a temporary directory and renames, so a crash mid-write leaves the previous
+/// epoch's state intact.
+fn save_resume<B: AutodiffBackend, O: Optimizer<SasRec<B>, B>>(
+    dir: &Path,
+    model: &SasRec<B>,
+    optim: &O,
+    best: Option<&SasRec<B::InnerBackend>>,
+    state: &ResumeState,
+) -> Result<(), String> {
+    let tmp = dir.join("resume.tmp");
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", tmp.display());
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| err(&e))?;
+    recorder()
+        .record(model.clone().into_record(), tmp.join("model"))
+        .map_err(|e| err(&e))?;
+    recorder()
+        .record(optim.to_record(), tmp.join("optim"))
+        .map_err(|e| err(&e))?;
+    if let Some(best) = best {
+        recorder()
+            .record(best.clone().into_record(), tmp.join("best"))
+            .map_err(|e| err(&e))?;
+    }
+    std::fs::write(
+        tmp.join("state.json"),
+        serde_json::to_string(state).map_err(|e| err(&e))?,
+    )
+    .map_err(|e| err(&e))?;
+    let target = dir.join("resume");
+    let old = dir.join("resume.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if target.exists() {
+        std::fs::rename(&target, &old).map_err(|e| err(&e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| err(&e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Where and how [`train_sasrec`] keeps its files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checkpoints<'a> {
+    /// Run directory: `model.safetensors` receives the best model after every improvement and
+    /// `resume/` the full training state after every epoch. `None` = keep nothing on disk.
+    pub dir: Option<&'a Path>,
+    /// Continue from `dir/resume/` instead of starting over.
+    pub resume: bool,
+}
+
+/// Trains SASRec with the configured loss and early stopping on the validation split.
+#[allow(clippy::too_many_arguments)]
 pub fn train_sasrec<B: AutodiffBackend>(
     model_config: &SasRecConfig,
     config: &TrainConfig,
@@ -320,19 +388,19 @@ pub fn train_sasrec<B: AutodiffBackend>(
     split: &LeaveOneOut,
     seed: u64,
     device: &B::Device,
-    checkpoint: Option<&Path>,
+    checkpoints: Checkpoints,
     log: &mut dyn FnMut(&str),
 ) -> Result<Trained<B::InnerBackend>, String> {
     model_config.validate()?;
     config.validate(eval)?;
-    B::seed(device, seed);
-    let mut model: SasRec<B> = model_config.init(split.n_items, split.max_history, device);
+    let mut model: SasRec<B> = model_config.init_seeded(split.n_items, split.max_history, seed, device);
     let mut optim = AdamWConfig::new()
         .with_epsilon(config.eps as f32)
         .with_weight_decay(config.weight_decay as f32)
         .with_grad_clipping(
-            (config.grad_clip > 0.0)
-                .then(|| burn::grad_clipping::GradientClippingConfig::Norm(config.grad_clip as f32)),
+            (config.grad_clip > 0.0).then_some(burn::grad_clipping::GradientClippingConfig::Norm(
+                config.grad_clip as f32,
+            )),
         )
         .init();
     let data = examples(split);
@@ -345,10 +413,39 @@ pub fn train_sasrec<B: AutodiffBackend>(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order: Vec<usize> = (0..data.len()).collect();
     let (mut best, mut best_epoch, mut best_valid, mut waited) = (None, 0, f64::NEG_INFINITY, 0);
-    let mut curves = Vec::new();
-    let started = Instant::now();
+    let mut curves: Vec<CurvePoint> = Vec::new();
     let mut step = 0;
-    for epoch in 1..=config.epochs {
+    let mut first_epoch = 1;
+    if let (Some(dir), true) = (checkpoints.dir, checkpoints.resume) {
+        let path = dir.join("resume");
+        let err = |e: &dyn std::fmt::Display| format!("resuming from {}: {e}", path.display());
+        let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| err(&e))?;
+        let state: ResumeState = serde_json::from_str(&text).map_err(|e| err(&e))?;
+        if state.order.len() != data.len() {
+            return Err(err(
+                &"the saved state is for a different dataset (training-sequence count differs)",
+            ));
+        }
+        model = model.load_record(recorder().load(path.join("model"), device).map_err(|e| err(&e))?);
+        optim = optim.load_record(recorder().load(path.join("optim"), device).map_err(|e| err(&e))?);
+        if path.join("best.bin").exists() {
+            let inner: SasRec<B::InnerBackend> = model_config.init(split.n_items, split.max_history, device);
+            best = Some(inner.load_record(recorder().load(path.join("best"), device).map_err(|e| err(&e))?));
+        }
+        rng = ChaCha8Rng::from_seed(state.rng_seed);
+        rng.set_word_pos(state.rng_word_pos.parse().map_err(|e| err(&e))?);
+        order = state.order;
+        (best_epoch, waited, step, curves) = (state.best_epoch, state.waited, state.step, state.curves);
+        best_valid = state.best_valid.unwrap_or(f64::NEG_INFINITY);
+        first_epoch = state.epoch + 1;
+        log(&format!("resumed after epoch {} (step {step})", state.epoch));
+    }
+    // Wall-clock seconds continue from the resumed run's last curve point.
+    let offset = curves.last().map_or(0.0, |p| p.seconds);
+    let started = Instant::now();
+    // A run that had already stopped early trains no further epochs.
+    let last_epoch = if waited >= config.patience { 0 } else { config.epochs };
+    for epoch in first_epoch..=last_epoch {
         order.shuffle(&mut rng);
         let bar = ProgressBar::new(steps_per_epoch as u64);
         bar.set_style(
@@ -388,7 +485,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
             step,
             loss,
             valid: None,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: offset + started.elapsed().as_secs_f64(),
         };
         if epoch % config.eval_every == 0 || epoch == config.epochs {
             let rec = SasRecRecommender { model: model.valid() };
@@ -401,8 +498,8 @@ pub fn train_sasrec<B: AutodiffBackend>(
             ));
             if v > best_valid {
                 (best_valid, best_epoch, waited) = (v, epoch, 0);
-                if let Some(path) = checkpoint {
-                    save_checkpoint(&rec.model, path)?;
+                if let Some(dir) = checkpoints.dir {
+                    save_checkpoint(&rec.model, &dir.join("model.safetensors"))?;
                 }
                 best = Some(rec.model);
             } else {
@@ -412,6 +509,20 @@ pub fn train_sasrec<B: AutodiffBackend>(
             log(&format!("epoch {epoch}: loss {loss:.4} ({:.0}s)", point.seconds));
         }
         curves.push(point);
+        if let Some(dir) = checkpoints.dir {
+            let state = ResumeState {
+                epoch,
+                step,
+                rng_seed: rng.get_seed(),
+                rng_word_pos: rng.get_word_pos().to_string(),
+                order: order.clone(),
+                best_epoch,
+                best_valid: best.as_ref().map(|_| best_valid),
+                waited,
+                curves: curves.clone(),
+            };
+            save_resume(dir, &model, &optim, best.as_ref(), &state)?;
+        }
         if waited >= config.patience {
             log(&format!(
                 "early stop: no improvement of valid {} in {} validations",
@@ -421,7 +532,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
         }
     }
     Ok(Trained {
-        model: best.expect("at least one validation ran"),
+        model: best.ok_or("no validation ran: nothing to select a model from")?,
         best_epoch,
         best_valid,
         curves,
@@ -496,7 +607,19 @@ mod tests {
             ks: vec![10],
             ..EvalConfig::default()
         };
-        let run = || train_sasrec::<B>(&model, &train, &eval, &split, 1, &device, None, &mut |_| {}).unwrap();
+        let run = || {
+            train_sasrec::<B>(
+                &model,
+                &train,
+                &eval,
+                &split,
+                1,
+                &device,
+                Checkpoints::default(),
+                &mut |_| {},
+            )
+            .unwrap()
+        };
         let a = run();
         let b = run();
         assert_eq!(a.best_valid, b.best_valid, "same seed, same backend, same metrics");
@@ -514,11 +637,72 @@ mod tests {
                 negatives: 20,
                 ..model.clone()
             };
-            let t = train_sasrec::<B>(&cfg, &train, &eval, &split, 1, &device, None, &mut |_| {}).unwrap();
+            let t = train_sasrec::<B>(
+                &cfg,
+                &train,
+                &eval,
+                &split,
+                1,
+                &device,
+                Checkpoints::default(),
+                &mut |_| {},
+            )
+            .unwrap();
             let v = evaluate(&SasRecRecommender { model: t.model }, &split.test, None, &eval, 0)
                 .unwrap()
                 .metrics["ndcg@10"];
             assert!(v > pop * 1.3, "{loss:?}: {v} vs pop {pop}");
         }
+    }
+
+    #[test]
+    fn resume_continues_exactly() {
+        type B = burn::backend::Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let data = SyntheticConfig::small().generate();
+        let split = LeaveOneOut::new(&data, &SplitConfig { max_history: 8 });
+        let model = SasRecConfig {
+            d_model: 16,
+            n_layers: 1,
+            ..SasRecConfig::default()
+        };
+        let eval = EvalConfig {
+            ks: vec![10],
+            ..EvalConfig::default()
+        };
+        let train = |epochs| TrainConfig {
+            epochs,
+            batch_size: 32,
+            lr: 5e-3,
+            patience: 100,
+            ..TrainConfig::default()
+        };
+        let run = |epochs, dir: &Path, resume| {
+            let checkpoints = Checkpoints { dir: Some(dir), resume };
+            train_sasrec::<B>(
+                &model,
+                &train(epochs),
+                &eval,
+                &split,
+                3,
+                &device,
+                checkpoints,
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        let straight = tempfile::tempdir().unwrap();
+        let whole = run(4, straight.path(), false);
+        let parts = tempfile::tempdir().unwrap();
+        run(2, parts.path(), false);
+        let resumed = run(4, parts.path(), true);
+        let losses = |t: &Trained<_>| t.curves.iter().map(|p| (p.epoch, p.loss, p.valid)).collect::<Vec<_>>();
+        assert_eq!(losses(&whole), losses(&resumed));
+        assert_eq!(whole.best_valid, resumed.best_valid);
+        assert!(parts.path().join("resume/state.json").exists());
+        assert!(!parts.path().join("resume.tmp").exists());
+        // A resumed run that has nothing left to do returns its best model unchanged.
+        let again = run(4, parts.path(), true);
+        assert_eq!(again.best_valid, whole.best_valid);
     }
 }
