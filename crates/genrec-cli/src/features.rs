@@ -117,6 +117,13 @@ impl BackendJob for EncodeJob<'_> {
 }
 
 pub fn build(options: &BuildOptions) -> Result<PathBuf> {
+    let target = out_path(options);
+    if !matches!(target.extension().and_then(|e| e.to_str()), Some("npy" | "safetensors")) {
+        bail!(
+            "--out {}: the file name must end in .npy or .safetensors",
+            target.display()
+        );
+    }
     let spec: DatasetSpec = options.dataset.parse()?;
     let data = spec.load()?;
     let started = Instant::now();

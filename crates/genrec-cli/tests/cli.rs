@@ -418,6 +418,16 @@ fn attribute_features_and_import_errors() {
     assert!(
         fails(&["features", "build", "ml-100k", "--kind", "pixels"]).contains("expected text, attributes or file:PATH")
     );
+    let err = fails(&[
+        "features",
+        "build",
+        "ml-100k",
+        "--kind",
+        "attributes",
+        "--out",
+        "genres.csv",
+    ]);
+    assert!(err.contains("must end in .npy or .safetensors"), "{err}");
     let err = fails(&["features", "build", "ml-100k", "--template", "{title}"]);
     assert!(err.contains("no item of `ml-100k` has field `title`"), "{err}");
 }

@@ -32,8 +32,8 @@ pub enum Schedule {
     Constant,
     /// Cosine decay to 0 over the remaining steps.
     Cosine,
-    /// `lr · sqrt(w / step)` after `w` warm-up steps (the Transformer / T5 schedule); with no
-    /// warm-up, `lr / sqrt(step + 1)`.
+    /// `lr · sqrt(w / (step + 1))` after `w` warm-up steps, steps counted from 0 (the Transformer
+    /// / T5 schedule); with no warm-up, `lr / sqrt(step + 1)`.
     InverseSqrt,
 }
 
@@ -312,9 +312,13 @@ pub fn save_checkpoint<B: Backend>(model: &SasRec<B>, path: &Path) -> Result<(),
 }
 
 /// Everything but the weights that `--resume` needs to continue a run exactly where its last
-/// completed epoch left it: same batches, same dropout masks, same early-stopping state.
+/// completed epoch left it: same batches, same dropout masks, same early-stopping state. The model
+/// config and batch size must match the interrupted run's; `train.epochs` may change (a cosine
+/// schedule then follows the new total from that point on).
 #[derive(Serialize, Deserialize)]
 struct ResumeState {
+    model: SasRecConfig,
+    batch_size: usize,
     /// Epochs completed.
     epoch: usize,
     step: usize,
@@ -426,6 +430,18 @@ pub fn train_sasrec<B: AutodiffBackend>(
         let err = |e: &dyn std::fmt::Display| format!("resuming from {}: {e}", path.display());
         let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| err(&e))?;
         let state: ResumeState = serde_json::from_str(&text).map_err(|e| err(&e))?;
+        if &state.model != model_config {
+            return Err(err(&format!(
+                "the [model] table differs from the interrupted run's ({:?})",
+                state.model
+            )));
+        }
+        if state.batch_size != config.batch_size {
+            return Err(err(&format!(
+                "train.batch_size = {} differs from the interrupted run's {}",
+                config.batch_size, state.batch_size
+            )));
+        }
         if state.order.len() != data.len() {
             return Err(err(
                 &"the saved state is for a different dataset (training-sequence count differs)",
@@ -516,6 +532,8 @@ pub fn train_sasrec<B: AutodiffBackend>(
         curves.push(point);
         if let Some(dir) = checkpoints.dir {
             let state = ResumeState {
+                model: model_config.clone(),
+                batch_size: config.batch_size,
                 epoch,
                 step,
                 rng_seed: rng.get_seed(),
@@ -716,5 +734,18 @@ mod tests {
         // A resumed run that has nothing left to do returns its best model unchanged.
         let again = run(4, parts.path(), true);
         assert_eq!(again.best_valid, whole.best_valid);
+        // A different model or batch size cannot continue these weights.
+        let other = SasRecConfig {
+            d_model: 32,
+            ..model.clone()
+        };
+        let checkpoints = Checkpoints {
+            dir: Some(parts.path()),
+            resume: true,
+        };
+        let err = train_sasrec::<B>(&other, &train(4), &eval, &split, 3, &device, checkpoints, &mut |_| {})
+            .err()
+            .unwrap();
+        assert!(err.contains("[model] table differs"), "{err}");
     }
 }

@@ -46,6 +46,16 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        if self.vocab_size == 0 || self.type_vocab_size == 0 {
+            return Err("vocab_size and type_vocab_size must be positive".into());
+        }
+        if self.max_position_embeddings < crate::encoder::MAX_TOKENS {
+            return Err(format!(
+                "max_position_embeddings {} is below the {} tokens texts are truncated to",
+                self.max_position_embeddings,
+                crate::encoder::MAX_TOKENS
+            ));
+        }
         if self.hidden_act != "gelu" {
             return Err(format!(
                 "hidden_act `{}` is not supported (only `gelu`)",

@@ -19,12 +19,17 @@ use crate::matrix::Matrix;
 /// Longest input in tokens, `[CLS]` and `[SEP]` included (sentence-transformers' MiniLM setting).
 pub const MAX_TOKENS: usize = 128;
 
+/// Part of every cache key: bump it when tokenisation, pooling or normalisation change, so stale
+/// vectors are never served.
+const CACHE_VERSION: &str = "minilm-mean-l2-v1";
+
 pub struct TextEncoder<B: Backend> {
     model: Bert<B>,
     tokenizer: Tokenizer,
     device: B::Device,
-    /// sha256 of the weights file, part of every cache key.
+    /// sha256 of the weights and tokenizer files, part of every cache key.
     weights_sha256: String,
+    tokenizer_sha256: String,
 }
 
 impl<B: Backend> TextEncoder<B> {
@@ -43,11 +48,13 @@ impl<B: Backend> TextEncoder<B> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let weights = dir.join("model.safetensors");
         let weights_sha256 = assets::sha256_file(&weights).map_err(|e| e.to_string())?;
+        let tokenizer_sha256 = assets::sha256_file(&path).map_err(|e| e.to_string())?;
         Ok(TextEncoder {
             model,
             tokenizer,
             device: device.clone(),
             weights_sha256,
+            tokenizer_sha256,
         })
     }
 
@@ -118,7 +125,10 @@ impl<B: Backend> TextEncoder<B> {
     /// (e.g. the dataset), the weights' sha256 and every text: any change re-encodes.
     pub fn encode_cached(&self, label: &str, texts: &[String], batch_size: usize) -> Result<(Matrix, PathBuf), String> {
         let mut hash = Sha256::new();
+        hash.update(CACHE_VERSION.as_bytes());
+        hash.update(MAX_TOKENS.to_le_bytes());
         hash.update(self.weights_sha256.as_bytes());
+        hash.update(self.tokenizer_sha256.as_bytes());
         for t in texts {
             hash.update((t.len() as u64).to_le_bytes());
             hash.update(t.as_bytes());

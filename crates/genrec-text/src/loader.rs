@@ -1,7 +1,7 @@
 //! Loads Hugging Face BERT weights (`model.safetensors`, keys without a `bert.` prefix as in
 //! sentence-transformers checkpoints) into [`Bert`] through burn-store: a declarative key map,
-//! PyTorch → Burn layout adaptation (Linear weights transposed, LayerNorm weight/bias → gamma/beta),
-//! and a check that every parameter was loaded and nothing unexpected was left over.
+//! Linear weights transposed by burn-store's `PyTorchToBurnAdapter`, LayerNorm weight/bias renamed
+//! to gamma/beta by the key map, and a check that every parameter was loaded and nothing unexpected was left over.
 
 use std::path::Path;
 

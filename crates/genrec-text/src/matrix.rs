@@ -153,7 +153,11 @@ fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
         return Err("Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into());
     }
     let shape = field("shape").ok_or("the .npy header has no shape")?;
-    let inner = &shape[1..shape.find(')').ok_or("bad shape in the .npy header")?];
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.split_once(')'))
+        .map(|(inner, _)| inner)
+        .ok_or("bad shape in the .npy header")?;
     let dims: Vec<usize> = inner
         .split(',')
         .map(str::trim)

@@ -4,7 +4,8 @@
 //!
 //! A template is a list of `. `-separated parts; a part whose placeholders are all missing for an
 //! item is dropped, so an item without a brand reads `"Title. Categories: …"` and one without a
-//! title falls back to brand and categories (counted in the report).
+//! title falls back to brand and categories (counted in the report). Within a kept part a missing
+//! field renders empty, and the `()` it leaves is removed.
 
 use genrec_data::SequenceDataset;
 
@@ -14,8 +15,8 @@ pub const AMAZON_TEMPLATE: &str = "{title}. Brand: {brand}. Categories: {categor
 pub const AMAZON_NO_BRAND_TEMPLATE: &str = "{title}. Categories: {categories}";
 /// MovieLens-100K (`class` holds the genres).
 pub const ML_100K_TEMPLATE: &str = "{movie_title} ({release_year}). Genres: {class}";
-/// MovieLens-1M (`genre` holds the genres; the title already ends with the year).
-pub const ML_1M_TEMPLATE: &str = "{movie_title}. Genres: {genre}";
+/// MovieLens-1M (`genre` holds the genres).
+pub const ML_1M_TEMPLATE: &str = "{movie_title} ({release_year}). Genres: {genre}";
 
 /// What rendering found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -144,6 +145,8 @@ pub fn render(dataset: &SequenceDataset, template: &str) -> Result<(Vec<String>,
                             Piece::Field(f) => value(f).unwrap_or(""),
                         })
                         .collect::<String>()
+                        .replace(" ()", "")
+                        .replace("()", "")
                 })
                 .collect();
             if rendered.is_empty() {

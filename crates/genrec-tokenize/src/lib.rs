@@ -1,0 +1,16 @@
+//! Items → short code tuples, and the prefix trie that constrains decoding to valid tuples.
+//!
+//! - [`kmeans`]: k-means++ / Lloyd on host rows.
+//! - [`rq`]: residual k-means (RQ-KMeans): one codebook per level fitted on the previous level's
+//!   residuals.
+//! - [`collision`]: making an index conflict-free — TIGER's extra dedup digit or LC-Rec's uniform
+//!   semantic mapping (Sinkhorn–Knopp balanced re-assignment of the last level).
+//! - [`cid`]: collaborative indexing (P5 "How to Index"): spectral clustering of item
+//!   co-occurrence, recursively.
+//! - [`simple`]: sequential (first appearance) and random indexing.
+//! - [`index`]: [`ItemIndex`] (the design contract: codes per item, lookup, trie, statistics,
+//!   JSON) and the token layout.
+//!
+//! Not built yet: RQ-VAE (the learned quantiser of TIGER) and hybrid indexing.
+
+pub mod kmeans;
