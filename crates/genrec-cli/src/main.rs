@@ -5,6 +5,7 @@ mod backend;
 mod experiment;
 mod features;
 mod plot;
+mod tokenize;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,39 @@ enum Command {
     Features {
         #[command(subcommand)]
         command: FeaturesCommand,
+    },
+    /// Build an item index (code tuples) and write index.json, stats.json and usage plots.
+    Tokenize {
+        dataset: String,
+        /// rqkmeans (residual k-means on item vectors), cid (spectral clustering of
+        /// co-occurrence), sid (sequential: first appearance), random. (rqvae, hybrid: not built yet.)
+        #[arg(long, default_value = "rqkmeans")]
+        method: String,
+        /// Item vectors for rqkmeans (.npy / .safetensors from `genrec features build`).
+        #[arg(long)]
+        features: Option<PathBuf>,
+        /// rqkmeans: levels and codes per level.
+        #[arg(long, default_value_t = 3)]
+        levels: usize,
+        #[arg(long, default_value_t = 256)]
+        codes: usize,
+        /// rqkmeans: dedup (extra digit, TIGER), sinkhorn (uniform semantic mapping, LC-Rec) or
+        /// none (report the collision rate; no index.json when codes collide).
+        #[arg(long, default_value = "dedup")]
+        collisions: String,
+        /// sid / random: digit base.
+        #[arg(long, default_value_t = 10)]
+        base: u32,
+        /// cid: clusters per split, and the largest cluster left unsplit.
+        #[arg(long, default_value_t = 20)]
+        n_clusters: usize,
+        #[arg(long, default_value_t = 20)]
+        max_leaf: usize,
+        /// Output directory.
+        #[arg(long, default_value = "index")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Score ranked lists from any model with the genrec protocol; prints metrics.json.
     Evaluate {
@@ -264,6 +298,34 @@ fn real_main() -> Result<()> {
                 seed,
             })?;
             println!("{}", out.display());
+        }
+        Command::Tokenize {
+            dataset,
+            method,
+            features,
+            levels,
+            codes,
+            collisions,
+            base,
+            n_clusters,
+            max_leaf,
+            out,
+            seed,
+        } => {
+            let dir = tokenize::run(&tokenize::TokenizeOptions {
+                dataset,
+                method,
+                features,
+                levels,
+                codes,
+                collisions,
+                base,
+                n_clusters,
+                max_leaf,
+                out,
+                seed,
+            })?;
+            println!("{}", dir.display());
         }
         Command::Evaluate {
             lists,

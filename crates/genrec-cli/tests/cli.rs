@@ -431,3 +431,88 @@ fn attribute_features_and_import_errors() {
     let err = fails(&["features", "build", "ml-100k", "--template", "{title}"]);
     assert!(err.contains("no item of `ml-100k` has field `title`"), "{err}");
 }
+
+#[test]
+fn tokenize_every_method_gives_a_conflict_free_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = "synthetic:users=300,items=80";
+    let features = tmp.path().join("f.npy");
+    ok(&[
+        "features",
+        "build",
+        data,
+        "--kind",
+        "attributes",
+        "--out",
+        features.to_str().unwrap(),
+    ]);
+    let f = features.to_str().unwrap();
+    let stats = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap()
+    };
+    for (name, args) in [
+        (
+            "dedup",
+            vec!["--method", "rqkmeans", "--features", f, "--levels", "2", "--codes", "4"],
+        ),
+        (
+            "sinkhorn",
+            vec![
+                "--method",
+                "rqkmeans",
+                "--features",
+                f,
+                "--levels",
+                "2",
+                "--codes",
+                "16",
+                "--collisions",
+                "sinkhorn",
+            ],
+        ),
+        ("sid", vec!["--method", "sid", "--base", "4"]),
+        ("random", vec!["--method", "random", "--base", "4"]),
+        ("cid", vec!["--method", "cid", "--n-clusters", "4", "--max-leaf", "8"]),
+    ] {
+        let out = tmp.path().join(name);
+        let mut full = vec!["tokenize", data, "--out", out.to_str().unwrap()];
+        full.extend(args);
+        ok(&full);
+        let s = stats(&out);
+        assert_eq!(s["after"]["collision_rate"], 0.0, "{name}: {s}");
+        assert_eq!(s["after"]["items"], 80, "{name}");
+        assert!(
+            out.join("index.json").exists() && out.join("usage_l0.svg").exists(),
+            "{name}"
+        );
+    }
+    // 80 items on 4 × 4 codes must collide before the dedup digit.
+    assert!(
+        stats(&tmp.path().join("dedup"))["before"]["collision_rate"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // Without collision handling the rate is reported and no index is written.
+    let none = tmp.path().join("none");
+    ok(&[
+        "tokenize",
+        data,
+        "--method",
+        "rqkmeans",
+        "--features",
+        f,
+        "--levels",
+        "2",
+        "--codes",
+        "4",
+        "--collisions",
+        "none",
+        "--out",
+        none.to_str().unwrap(),
+    ]);
+    assert!(!none.join("index.json").exists());
+    assert!(stats(&none)["after"].is_null());
+    assert!(fails(&["tokenize", data, "--method", "rqvae"]).contains("not built yet"));
+    assert!(fails(&["tokenize", data, "--method", "rqkmeans"]).contains("needs --features"));
+}

@@ -87,29 +87,23 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) ->
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let row = |i: usize| &data[i * dim..(i + 1) * dim];
     let mut centroids = seed_centroids(data, dim, k, &mut rng);
-    let mut assignments = vec![u32::MAX; n];
-    let mut iterations = 0;
-    let mut inertia = 0.0;
-    for _ in 0..max_iter.max(1) {
-        iterations += 1;
-        let nearest_all: Vec<(u32, f32)> = (0..n)
+    let assign = |centroids: &[f32]| -> Vec<(u32, f32)> {
+        (0..n)
             .into_par_iter()
-            .map(|i| nearest(row(i), &centroids, dim))
-            .collect();
-        let changed = nearest_all
-            .iter()
-            .zip(&assignments)
-            .filter(|((c, _), a)| c != *a)
-            .count();
-        for (a, (c, _)) in assignments.iter_mut().zip(&nearest_all) {
-            *a = *c;
-        }
-        inertia = nearest_all.iter().map(|&(_, d)| d as f64).sum();
+            .map(|i| nearest(row(i), centroids, dim))
+            .collect()
+    };
+    // Invariant on return: every assignment is the nearest of the returned centroids, so
+    // encoding a training row again gives its assigned code.
+    let mut nearest_all = assign(&centroids);
+    let mut iterations = 0;
+    while iterations < max_iter {
+        iterations += 1;
         // Update step (f64 sums so large clusters do not lose precision).
         let mut sums = vec![0f64; k * dim];
         let mut counts = vec![0usize; k];
-        for i in 0..n {
-            let c = assignments[i] as usize;
+        for (i, &(c, _)) in nearest_all.iter().enumerate() {
+            let c = c as usize;
             counts[c] += 1;
             for (s, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row(i)) {
                 *s += v as f64;
@@ -128,10 +122,15 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) ->
                 centroids[c * dim + j] = (sums[c * dim + j] / counts[c] as f64) as f32;
             }
         }
+        let next = assign(&centroids);
+        let changed = next.iter().zip(&nearest_all).filter(|(a, b)| a.0 != b.0).count();
+        nearest_all = next;
         if changed == 0 {
             break;
         }
     }
+    let assignments = nearest_all.iter().map(|&(c, _)| c).collect();
+    let inertia = nearest_all.iter().map(|&(_, d)| d as f64).sum();
     KMeans {
         k,
         dim,

@@ -13,4 +13,11 @@
 //!
 //! Not built yet: RQ-VAE (the learned quantiser of TIGER) and hybrid indexing.
 
+pub mod cid;
+pub mod collision;
+pub mod index;
 pub mod kmeans;
+pub mod rq;
+pub mod simple;
+
+pub use index::{IndexStats, ItemIndex, TokenLayout, Trie};
