@@ -245,17 +245,7 @@ pub fn build(options: &BuildOptions) -> Result<PathBuf> {
 /// `--out`, or `features/<dataset>-<kind>.safetensors`.
 fn out_path(options: &BuildOptions) -> PathBuf {
     options.out.clone().unwrap_or_else(|| {
-        let safe: String = options
-            .dataset
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = genrec_text::encoder::file_label(&options.dataset);
         let kind = match options.kind {
             FeatureKind::Text => "text",
             FeatureKind::Attributes => "attributes",

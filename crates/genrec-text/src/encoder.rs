@@ -134,16 +134,7 @@ impl<B: Backend> TextEncoder<B> {
             hash.update(t.as_bytes());
         }
         let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
-        let safe: String = label
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = file_label(label);
         let path = assets::genrec_home()
             .join("features")
             .join(format!("{safe}-{key}.safetensors"));
@@ -159,4 +150,19 @@ impl<B: Backend> TextEncoder<B> {
         m.save(&path)?;
         Ok((m, path))
     }
+}
+
+/// `label` with every character other than ASCII letters, digits, `-` and `_` replaced by `_`,
+/// safe as a file name (`amazon-p5:Beauty` → `amazon-p5_Beauty`).
+pub fn file_label(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
