@@ -637,9 +637,9 @@ mod tests {
             ks: vec![10],
             ..EvalConfig::default()
         };
-        let run = || {
+        let train_with = |cfg: &SasRecConfig| {
             train_sasrec::<B>(
-                &model,
+                cfg,
                 &train,
                 &eval,
                 &split,
@@ -650,6 +650,7 @@ mod tests {
             )
             .unwrap()
         };
+        let run = || train_with(&model);
         let a = run();
         let b = run();
         assert_eq!(a.best_valid, b.best_valid, "same seed, same backend, same metrics");
@@ -667,17 +668,7 @@ mod tests {
                 negatives: 20,
                 ..model.clone()
             };
-            let t = train_sasrec::<B>(
-                &cfg,
-                &train,
-                &eval,
-                &split,
-                1,
-                &device,
-                Checkpoints::default(),
-                &mut |_| {},
-            )
-            .unwrap();
+            let t = train_with(&cfg);
             let v = evaluate(&SasRecRecommender { model: t.model }, &split.test, None, &eval, 0)
                 .unwrap()
                 .metrics["ndcg@10"];

