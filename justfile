@@ -80,6 +80,14 @@ bench-sasrec:
 anchor-sasrec:
     /tmp/torchenv/bin/python ../shared/anchors/torch_seqrec.py
 
+# One RQ-VAE training epoch (12,101 x 384, 3 x 256 codes) in the shape of torch_rqvae_fit.py.
+bench-rqvae:
+    cargo bench -p genrec-benches --bench rqvae_epoch
+
+# The PyTorch anchor of bench-rqvae.
+anchor-rqvae:
+    /tmp/torchenv/bin/python ../shared/anchors/torch_rqvae_fit.py
+
 # MiniLM encoding speed: all 12,101 Beauty item texts, uncached, then the sentence-transformers
 # anchor on the same texts and weights (needs /tmp/torchenv with sentence-transformers).
 bench-minilm:

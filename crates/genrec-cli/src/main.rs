@@ -55,19 +55,23 @@ enum Command {
     /// Build an item index (code tuples) and write index.json, stats.json and usage plots.
     Tokenize {
         dataset: String,
-        /// rqkmeans (residual k-means on item vectors), cid (spectral clustering of
-        /// co-occurrence), sid (sequential: first appearance), random. (rqvae, hybrid: not built yet.)
+        /// rqvae (TIGER's RQ-VAE on item vectors), rqkmeans (residual k-means on item vectors),
+        /// cid (spectral clustering of co-occurrence), sid (sequential: first appearance), random,
+        /// hybrid (--hybrid-base plus one independent token per item).
         #[arg(long, default_value = "rqkmeans")]
         method: String,
-        /// Item vectors for rqkmeans (.npy / .safetensors from `genrec features build`).
+        /// hybrid: the index the item token is appended to.
+        #[arg(long, default_value = "cid")]
+        hybrid_base: String,
+        /// Item vectors for rqvae / rqkmeans (.npy / .safetensors from `genrec features build`).
         #[arg(long)]
         features: Option<PathBuf>,
-        /// rqkmeans: levels and codes per level.
+        /// rqvae / rqkmeans: levels and codes per level.
         #[arg(long, default_value_t = 3)]
         levels: usize,
         #[arg(long, default_value_t = 256)]
         codes: usize,
-        /// rqkmeans: dedup (extra digit, TIGER), sinkhorn (uniform semantic mapping, LC-Rec) or
+        /// rqvae / rqkmeans: dedup (extra digit, TIGER), sinkhorn (uniform semantic mapping, LC-Rec) or
         /// none (report the collision rate; no index.json when codes collide).
         #[arg(long, default_value = "dedup")]
         collisions: String,
@@ -79,6 +83,12 @@ enum Command {
         n_clusters: usize,
         #[arg(long, default_value_t = 20)]
         max_leaf: usize,
+        /// rqvae: training epochs (batch 1024, Adam 1e-3).
+        #[arg(long, default_value_t = 200)]
+        epochs: usize,
+        /// rqvae backend: flex, ndarray, wgpu or cuda (among those compiled in).
+        #[arg(long)]
+        device: Option<String>,
         /// Output directory.
         #[arg(long, default_value = "index")]
         out: PathBuf,
@@ -302,6 +312,7 @@ fn real_main() -> Result<()> {
         Command::Tokenize {
             dataset,
             method,
+            hybrid_base,
             features,
             levels,
             codes,
@@ -309,12 +320,19 @@ fn real_main() -> Result<()> {
             base,
             n_clusters,
             max_leaf,
+            epochs,
+            device,
             out,
             seed,
         } => {
+            let device = match device {
+                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
+                None => DeviceKind::default_compiled(),
+            };
             let dir = tokenize::run(&tokenize::TokenizeOptions {
                 dataset,
                 method,
+                hybrid_base,
                 features,
                 levels,
                 codes,
@@ -322,6 +340,8 @@ fn real_main() -> Result<()> {
                 base,
                 n_clusters,
                 max_leaf,
+                epochs,
+                device,
                 out,
                 seed,
             })?;

@@ -473,6 +473,57 @@ fn tokenize_every_method_gives_a_conflict_free_index() {
         ("sid", vec!["--method", "sid", "--base", "4"]),
         ("random", vec!["--method", "random", "--base", "4"]),
         ("cid", vec!["--method", "cid", "--n-clusters", "4", "--max-leaf", "8"]),
+        (
+            "rqvae",
+            vec![
+                "--method",
+                "rqvae",
+                "--features",
+                f,
+                "--levels",
+                "2",
+                "--codes",
+                "8",
+                "--epochs",
+                "4",
+            ],
+        ),
+        (
+            "rqvae-sinkhorn",
+            vec![
+                "--method",
+                "rqvae",
+                "--features",
+                f,
+                "--levels",
+                "2",
+                "--codes",
+                "16",
+                "--epochs",
+                "100",
+                "--collisions",
+                "sinkhorn",
+            ],
+        ),
+        (
+            "hybrid",
+            vec!["--method", "hybrid", "--n-clusters", "4", "--max-leaf", "8"],
+        ),
+        (
+            "hybrid-rq",
+            vec![
+                "--method",
+                "hybrid",
+                "--hybrid-base",
+                "rqkmeans",
+                "--features",
+                f,
+                "--levels",
+                "1",
+                "--codes",
+                "4",
+            ],
+        ),
     ] {
         let out = tmp.path().join(name);
         let mut full = vec!["tokenize", data, "--out", out.to_str().unwrap()];
@@ -513,6 +564,16 @@ fn tokenize_every_method_gives_a_conflict_free_index() {
     ]);
     assert!(!none.join("index.json").exists());
     assert!(stats(&none)["after"].is_null());
-    assert!(fails(&["tokenize", data, "--method", "rqvae"]).contains("not built yet"));
+    // RQ-VAE reports its training and reconstruction; hybrid ends with one token per item.
+    let vae = stats(&tmp.path().join("rqvae"));
+    assert_eq!(vae["epochs"].as_array().unwrap().len(), 4);
+    assert!(vae["reconstruction"].as_f64().unwrap().is_finite());
+    assert_eq!(vae["method"], "rqvae+dedup");
+    let hybrid = stats(&tmp.path().join("hybrid-rq"));
+    assert_eq!(hybrid["method"], "hybrid(rqkmeans)");
+    assert_eq!(hybrid["after"]["codebook_sizes"], serde_json::json!([4, 80]));
+    assert!(fails(&["tokenize", data, "--method", "rqvae"]).contains("needs --features"));
+    assert!(fails(&["tokenize", data, "--method", "bogus"]).contains("expected rqvae"));
+    assert!(fails(&["tokenize", data, "--method", "cid", "--device", "quantum"]).contains("unknown device"));
     assert!(fails(&["tokenize", data, "--method", "rqkmeans"]).contains("needs --features"));
 }

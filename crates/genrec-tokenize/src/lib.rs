@@ -3,6 +3,8 @@
 //! - [`kmeans`]: k-means++ / Lloyd on host rows.
 //! - [`rq`]: residual k-means (RQ-KMeans): one codebook per level fitted on the previous level's
 //!   residuals.
+//! - [`rqvae`]: TIGER's RQ-VAE — an MLP auto-encoder with residual codebooks, trained with the
+//!   straight-through estimator, k-means initialisation and dead-code re-seeding (any Burn backend).
 //! - [`collision`]: making an index conflict-free — TIGER's extra dedup digit or LC-Rec's uniform
 //!   semantic mapping (Sinkhorn–Knopp balanced re-assignment of the last level).
 //! - [`cid`]: collaborative indexing (P5 "How to Index"): spectral clustering of item
@@ -11,13 +13,14 @@
 //! - [`index`]: [`ItemIndex`] (the design contract: codes per item, lookup, trie, statistics,
 //!   JSON) and the token layout.
 //!
-//! Not built yet: RQ-VAE (the learned quantiser of TIGER) and hybrid indexing.
+//! Not built yet: hybrid indexing.
 
 pub mod cid;
 pub mod collision;
 pub mod index;
 pub mod kmeans;
 pub mod rq;
+pub mod rqvae;
 pub mod simple;
 
 pub use index::{IndexStats, ItemIndex, TokenLayout, Trie};

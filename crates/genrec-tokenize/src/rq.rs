@@ -36,6 +36,27 @@ pub struct RqFit {
     pub levels: Vec<LevelReport>,
 }
 
+/// Usage and perplexity of one level's codes (`codes[i]` < `k`).
+pub(crate) fn level_report(codes: &[u32], k: usize, residual_mse: f64) -> LevelReport {
+    let mut counts = vec![0usize; k];
+    codes.iter().for_each(|&c| counts[c as usize] += 1);
+    let n = codes.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    LevelReport {
+        codes: k,
+        residual_mse,
+        usage: counts.iter().filter(|&&c| c > 0).count() as f64 / k as f64,
+        perplexity: entropy.exp2(),
+    }
+}
+
 /// Fits `sizes.len()` levels on `data` (`n × dim`, row-major).
 pub fn rq_kmeans(data: &[f32], dim: usize, sizes: &[usize], max_iter: usize, seed: u64) -> Result<RqFit, String> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
@@ -54,10 +75,8 @@ pub fn rq_kmeans(data: &[f32], dim: usize, sizes: &[usize], max_iter: usize, see
     let mut reports = Vec::with_capacity(sizes.len());
     for (l, &k) in sizes.iter().enumerate() {
         let fit = kmeans(&residual, dim, k, max_iter, seed.wrapping_add(l as u64));
-        let mut counts = vec![0usize; k];
         for (i, &c) in fit.assignments.iter().enumerate() {
             codes[i].push(c);
-            counts[c as usize] += 1;
             let centroid = &fit.centroids[c as usize * dim..(c as usize + 1) * dim];
             for (r, &m) in residual[i * dim..(i + 1) * dim].iter_mut().zip(centroid) {
                 *r -= m;
@@ -68,20 +87,7 @@ pub fn rq_kmeans(data: &[f32], dim: usize, sizes: &[usize], max_iter: usize, see
             .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>())
             .sum::<f64>()
             / n as f64;
-        let entropy: f64 = counts
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| {
-                let p = c as f64 / n as f64;
-                -p * p.log2()
-            })
-            .sum();
-        reports.push(LevelReport {
-            codes: k,
-            residual_mse: mse,
-            usage: counts.iter().filter(|&&c| c > 0).count() as f64 / k as f64,
-            perplexity: entropy.exp2(),
-        });
+        reports.push(level_report(&fit.assignments, k, mse));
         levels.push(fit.centroids);
     }
     Ok(RqFit {

@@ -66,6 +66,40 @@ pub fn random(n_items: usize, base: u32, seed: u64) -> Result<(Vec<u32>, Vec<Vec
     numbered(&number, base)
 }
 
+/// Hybrid indexing (P5 "How to Index", HI): a base index plus one independent token per item as
+/// the last level, a codebook of `n_items` codes (the item's own number). The shared prefix keeps
+/// the base's grouping (e.g. CID clusters); the last token makes the index conflict-free whatever
+/// the base. Tuples shorter than the deepest one (CID's leaves at different depths) are first
+/// filled with a reserved code per level (`sizes[l]`, so that level's codebook grows by one), so
+/// the item token always sits at the same level and has one token range.
+pub fn hybrid(sizes: &[u32], codes: &[Vec<u32>]) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+    let depth = codes.iter().map(Vec::len).max().unwrap_or(0);
+    if sizes.len() < depth {
+        return Err(format!(
+            "{} codebook sizes for tuples of up to {depth} codes",
+            sizes.len()
+        ));
+    }
+    let mut out_sizes = sizes[..depth].to_vec();
+    for (l, size) in out_sizes.iter_mut().enumerate() {
+        if codes.iter().any(|c| c.len() <= l) {
+            *size += 1;
+        }
+    }
+    let out_codes = codes
+        .iter()
+        .enumerate()
+        .map(|(item, c)| {
+            let mut t = c.clone();
+            t.extend((c.len()..depth).map(|l| sizes[l]));
+            t.push(item as u32);
+            t
+        })
+        .collect();
+    out_sizes.push(codes.len() as u32);
+    Ok((out_sizes, out_codes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +133,17 @@ mod tests {
         assert!(ItemIndex::new("sid", sizes, codes).is_ok());
         assert!(sequential(&[vec![9]], 5, 2).unwrap_err().contains("outside 0..5"));
         assert!(sequential(&train, 5, 1).unwrap_err().contains("tokenize.base"));
+    }
+
+    #[test]
+    fn hybrid_fills_short_tuples_and_appends_the_item_token() {
+        // Colliding base codes of different lengths (one is a prefix of another).
+        let base = vec![vec![1, 0], vec![1], vec![1, 0]];
+        let (sizes, codes) = hybrid(&[4, 3], &base).unwrap();
+        assert_eq!(sizes, [4, 4, 3], "level 1 gains the filler code 3; 3 item tokens");
+        assert_eq!(codes, [vec![1, 0, 0], vec![1, 3, 1], vec![1, 0, 2]]);
+        assert!(ItemIndex::new("hybrid", sizes, codes).is_ok());
+        assert!(hybrid(&[4], &base).unwrap_err().contains("1 codebook sizes"));
     }
 
     #[test]
