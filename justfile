@@ -88,6 +88,14 @@ bench-rqvae:
 anchor-rqvae:
     /tmp/torchenv/bin/python ../shared/anchors/torch_rqvae_fit.py
 
+# TIGER: trie-constrained beam decoding of 256 users and one training step (torch_beam_decode.py shape).
+bench-tiger:
+    cargo bench -p genrec-benches --bench tiger
+
+# The PyTorch anchor of bench-tiger (--hf adds the transformers generate() path).
+anchor-tiger *ARGS:
+    /tmp/torchenv/bin/python ../shared/anchors/torch_beam_decode.py {{ARGS}}
+
 # MiniLM encoding speed: all 12,101 Beauty item texts, uncached, then the sentence-transformers
 # anchor on the same texts and weights (needs /tmp/torchenv with sentence-transformers).
 bench-minilm:

@@ -37,6 +37,7 @@ fn gaussian(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    genrec_benches::keep_freed_memory();
     let device = Default::default();
     let data = gaussian(ITEMS * DIM, 0);
     let model = RqVaeConfig::new();

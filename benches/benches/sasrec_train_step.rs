@@ -35,6 +35,7 @@ fn batch(rng: &mut ChaCha8Rng, device: &burn::backend::flex::FlexDevice) -> SeqB
 }
 
 fn bench(c: &mut Criterion) {
+    genrec_benches::keep_freed_memory();
     let device = Default::default();
     let config = SasRecConfig {
         dropout: 0.1,

@@ -24,10 +24,14 @@ use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
 use genrec_models::pop::Popularity;
 use genrec_models::sasrec::SasRecConfig;
+use genrec_models::tiger::{train_tiger, TigerConfig};
 use genrec_models::train::{train_sasrec, Checkpoints, CurvePoint, SasRecRecommender, TrainConfig};
+use genrec_tokenize::ItemIndex;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
+use crate::features::{BuildOptions, FeatureKind};
+use crate::tokenize::{build_index, write_usage_plots, IndexConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +43,9 @@ pub struct ExperimentConfig {
     pub seed: u64,
     pub data: DataConfig,
     pub model: ModelConfig,
+    /// Item index (generative models over code tuples: TIGER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexConfig>,
     /// Training loop settings (learned models only).
     #[serde(default)]
     pub train: TrainConfig,
@@ -96,6 +103,8 @@ pub enum ModelConfig {
     Pop {},
     /// SASRec, full-softmax cross-entropy.
     Sasrec(SasRecConfig),
+    /// TIGER: T5 encoder–decoder over the `[index]` code tuples, trie-constrained beam search.
+    Tiger(TigerConfig),
 }
 
 impl ModelConfig {
@@ -103,6 +112,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Pop {} => "pop",
             ModelConfig::Sasrec(_) => "sasrec",
+            ModelConfig::Tiger(_) => "tiger",
         }
     }
 }
@@ -172,9 +182,25 @@ impl ExperimentConfig {
             .parse::<DatasetSpec>()
             .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
         genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
-        if let ModelConfig::Sasrec(m) = &self.model {
-            m.validate().map_err(|e| anyhow::anyhow!(e))?;
-            self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+        match &self.model {
+            ModelConfig::Sasrec(m) => {
+                m.validate().map_err(|e| anyhow::anyhow!(e))?;
+                self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+            }
+            ModelConfig::Tiger(m) => {
+                let max_k = self.eval.ks.iter().copied().max().unwrap_or(1);
+                m.validate(max_k).map_err(|e| anyhow::anyhow!(e))?;
+                self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+                let index = self.index.clone().unwrap_or_default();
+                index
+                    .features
+                    .parse::<FeatureKind>()
+                    .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
+                if index.method != "hybrid" && index.collisions == "none" {
+                    bail!("index.collisions = \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn");
+                }
+            }
+            ModelConfig::Pop {} => {}
         }
         Ok(())
     }
@@ -338,7 +364,7 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
         dir.display()
     ));
 
-    let (_data, split) = prepare_data(config, &mut log)?;
+    let (data, split) = prepare_data(config, &mut log)?;
     config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
 
     let counts = split.train_item_counts();
@@ -360,6 +386,22 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
                 eval_seconds: started.elapsed().as_secs_f64(),
                 curves: Vec::new(),
             }
+        }
+        ModelConfig::Tiger(model) => {
+            let index = item_index(config, &data, &dir, options.device, &mut log)?;
+            dispatch(
+                options.device,
+                TigerJob {
+                    model,
+                    index: &index,
+                    config,
+                    split: &split,
+                    counts: &counts,
+                    dir: &dir,
+                    resume: options.resume.is_some(),
+                    log: &mut log,
+                },
+            )?
         }
         ModelConfig::Sasrec(model) => dispatch(
             options.device,
@@ -489,6 +531,122 @@ impl BackendJob for SasRecJob<'_> {
         ));
         let rec = SasRecRecommender { model: trained.model };
         let started = Instant::now();
+        let valid =
+            evaluate(&rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        let test = evaluate(&rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        Ok(Outcome {
+            valid,
+            test,
+            train_seconds,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            curves: trained.curves,
+        })
+    }
+}
+
+/// Builds the `[index]` of the prepared dataset (item ids as the split numbers them) and writes
+/// `index.json`, `index_stats.json` and the per-level usage plots into the run directory. On
+/// `--resume` the saved index.json is reused, so the model keeps the codes it was trained on.
+fn item_index(
+    config: &ExperimentConfig,
+    data: &SequenceDataset,
+    dir: &Path,
+    device: DeviceKind,
+    log: &mut Log,
+) -> Result<ItemIndex> {
+    let path = dir.join("index.json");
+    if path.exists() {
+        let index = ItemIndex::load(&path).map_err(anyhow::Error::msg)?;
+        if index.n_items() != data.n_items() {
+            bail!(
+                "{}: {} items, the dataset has {}",
+                path.display(),
+                index.n_items(),
+                data.n_items()
+            );
+        }
+        log.line(&format!("item index: reusing {}", path.display()));
+        return Ok(index);
+    }
+    let index_config = config.index.clone().unwrap_or_default();
+    let features = if index_config.needs_features() {
+        let options = BuildOptions {
+            dataset: config.data.dataset.clone(),
+            kind: index_config.features.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+            template: None,
+            dim: 0,
+            tfidf: true,
+            batch_size: 64,
+            cache: true,
+            out: None,
+            device,
+            seed: config.seed,
+        };
+        Some(crate::features::vectors(&options, data)?.matrix)
+    } else {
+        None
+    };
+    let (index, report, codes) = build_index(
+        &index_config,
+        &config.data.dataset,
+        data,
+        features.as_ref(),
+        device,
+        config.seed,
+    )?;
+    write_json(&dir.join("index_stats.json"), &report)?;
+    write_usage_plots(dir, &codes)?;
+    let index = index.context("the item index has collisions: set index.collisions to dedup or sinkhorn")?;
+    let stats = index.stats();
+    log.line(&format!(
+        "item index {}: {} levels {:?}, collisions before handling {:.4}, fit {:.1}s",
+        index.method, stats.levels, stats.codebook_sizes, report.before.collision_rate, report.fit_seconds
+    ));
+    index.save(&path).map_err(anyhow::Error::msg)?;
+    Ok(index)
+}
+
+/// TIGER training and evaluation on the chosen backend.
+struct TigerJob<'a> {
+    model: &'a TigerConfig,
+    index: &'a ItemIndex,
+    config: &'a ExperimentConfig,
+    split: &'a LeaveOneOut,
+    counts: &'a [u32],
+    dir: &'a Path,
+    resume: bool,
+    log: &'a mut Log,
+}
+
+impl BackendJob for TigerJob<'_> {
+    type Output = Result<Outcome>;
+
+    fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let c = self.config;
+        let started = Instant::now();
+        let log = self.log;
+        let trained = train_tiger::<B>(
+            self.model,
+            self.index,
+            &c.train,
+            &c.eval,
+            self.split,
+            c.seed,
+            &device,
+            Checkpoints {
+                dir: Some(self.dir),
+                resume: self.resume,
+            },
+            &mut |m| log.line(m),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        log.line(&format!(
+            "best epoch {} (valid {} {:.4})",
+            trained.best_epoch, c.train.metric, trained.best_valid
+        ));
+        let started = Instant::now();
+        let rec = trained.model;
         let valid =
             evaluate(&rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
         let test = evaluate(&rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;

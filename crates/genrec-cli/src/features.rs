@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{DatasetSpec, SequenceDataset};
-use genrec_text::{attribute_features, default_template, render, AttributeConfig, Matrix, TextEncoder};
+use genrec_text::{attribute_features, default_template, render, AttributeConfig, Matrix, RenderReport, TextEncoder};
 use serde::Serialize;
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
@@ -116,6 +116,67 @@ impl BackendJob for EncodeJob<'_> {
     }
 }
 
+/// Item vectors of `data` in its item order, with the texts encoded (text kind) and how they were
+/// rendered.
+pub struct Vectors {
+    pub matrix: Matrix,
+    pub texts: Option<Vec<String>>,
+    pub render: Option<RenderReport>,
+    /// `text`, `attributes` or `file:PATH`.
+    pub kind: String,
+}
+
+/// Computes the vectors `options` asks for (MiniLM text through the cache, attributes, or a file).
+pub fn vectors(options: &BuildOptions, data: &SequenceDataset) -> Result<Vectors> {
+    Ok(match &options.kind {
+        FeatureKind::Text => {
+            let template = match &options.template {
+                Some(t) => t.clone(),
+                None => default_template(data).map_err(anyhow::Error::msg)?.to_string(),
+            };
+            let (texts, report) = render(data, &template).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "{} item texts ({} without a title, {} empty) from `{template}`",
+                report.items, report.missing_first_field, report.empty
+            );
+            let job = EncodeJob {
+                texts: &texts,
+                label: format!("{}-minilm", options.dataset),
+                batch_size: options.batch_size,
+                cache: options.cache,
+            };
+            let matrix = dispatch(options.device, job)?;
+            Vectors {
+                matrix,
+                texts: Some(texts),
+                render: Some(report),
+                kind: "text".into(),
+            }
+        }
+        FeatureKind::Attributes => {
+            let config = AttributeConfig {
+                tfidf: options.tfidf,
+                dim: options.dim,
+                seed: options.seed,
+                ..AttributeConfig::default()
+            };
+            let matrix = attribute_features(data, &config).map_err(anyhow::Error::msg)?;
+            Vectors {
+                matrix,
+                texts: None,
+                render: None,
+                kind: "attributes".into(),
+            }
+        }
+        FeatureKind::File(path) => Vectors {
+            matrix: Matrix::load_checked(path, data.n_items(), None).map_err(anyhow::Error::msg)?,
+            texts: None,
+            render: None,
+            kind: format!("file:{}", path.display()),
+        },
+    })
+}
+
 pub fn build(options: &BuildOptions) -> Result<PathBuf> {
     let target = out_path(options);
     if !matches!(target.extension().and_then(|e| e.to_str()), Some("npy" | "safetensors")) {
@@ -127,48 +188,22 @@ pub fn build(options: &BuildOptions) -> Result<PathBuf> {
     let spec: DatasetSpec = options.dataset.parse()?;
     let data = spec.load()?;
     let started = Instant::now();
-    let (matrix, text, kind) = match &options.kind {
-        FeatureKind::Text => {
-            let template = match &options.template {
-                Some(t) => t.clone(),
-                None => default_template(&data).map_err(anyhow::Error::msg)?.to_string(),
-            };
-            let (texts, report) = render(&data, &template).map_err(anyhow::Error::msg)?;
-            eprintln!(
-                "{} item texts ({} without a title, {} empty) from `{template}`",
-                report.items, report.missing_first_field, report.empty
-            );
-            // What was encoded, one item per line (the sentence-transformers anchor reads it).
-            let texts_path = sidecar(&out_path(options), "texts.txt");
-            if let Some(parent) = texts_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-            }
-            let lines: Vec<String> = texts.iter().map(|t| t.replace(['\n', '\r'], " ")).collect();
-            std::fs::write(&texts_path, lines.join("\n") + "\n")
-                .with_context(|| format!("writing {}", texts_path.display()))?;
-            let job = EncodeJob {
-                texts: &texts,
-                label: format!("{}-minilm", options.dataset),
-                batch_size: options.batch_size,
-                cache: options.cache,
-            };
-            (dispatch(options.device, job)?, Some(report), "text".to_string())
+    let Vectors {
+        matrix,
+        texts,
+        render: text,
+        kind,
+    } = vectors(options, &data)?;
+    if let Some(texts) = texts {
+        // What was encoded, one item per line (the sentence-transformers anchor reads it).
+        let texts_path = sidecar(&out_path(options), "texts.txt");
+        if let Some(parent) = texts_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        FeatureKind::Attributes => {
-            let config = AttributeConfig {
-                tfidf: options.tfidf,
-                dim: options.dim,
-                seed: options.seed,
-                ..AttributeConfig::default()
-            };
-            let m = attribute_features(&data, &config).map_err(anyhow::Error::msg)?;
-            (m, None, "attributes".to_string())
-        }
-        FeatureKind::File(path) => {
-            let m = Matrix::load_checked(path, data.n_items(), None).map_err(anyhow::Error::msg)?;
-            (m, None, format!("file:{}", path.display()))
-        }
-    };
+        let lines: Vec<String> = texts.iter().map(|t| t.replace(['\n', '\r'], " ")).collect();
+        std::fs::write(&texts_path, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", texts_path.display()))?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let out = out_path(options);
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {

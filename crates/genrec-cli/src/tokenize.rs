@@ -13,43 +13,112 @@ use genrec_tokenize::collision::{dedup_digit, uniform_semantic_mapping, MappingR
 use genrec_tokenize::rq::{rq_kmeans, LevelReport, ResidualCodebooks};
 use genrec_tokenize::rqvae::{fit_rqvae, EpochReport, RqVaeConfig, RqVaeFit, RqVaeTrainConfig};
 use genrec_tokenize::{cid, simple, IndexStats, ItemIndex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
 
+/// How to index items: `genrec tokenize`'s options and the `[index]` table of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// rqvae (default), rqkmeans, cid, sid (sequential), random or hybrid.
+    #[serde(default = "rqvae")]
+    pub method: String,
+    /// hybrid: the index the item token is appended to (default cid).
+    #[serde(default = "cid")]
+    pub hybrid_base: String,
+    /// Item vectors for rqvae / rqkmeans in an experiment: `text` (MiniLM, default), `attributes`
+    /// or `file:PATH` (`genrec tokenize` takes `--features FILE` instead).
+    #[serde(default = "text")]
+    pub features: String,
+    /// rqvae / rqkmeans: levels (default 3) and codes per level (default 256).
+    #[serde(default = "three")]
+    pub levels: usize,
+    #[serde(default = "k256")]
+    pub codes: usize,
+    /// rqvae / rqkmeans: dedup (default), sinkhorn or none.
+    #[serde(default = "dedup")]
+    pub collisions: String,
+    /// sid / random: digit base (default 10).
+    #[serde(default = "ten")]
+    pub base: u32,
+    /// cid: clusters per split (default 20) and the largest cluster left unsplit (default 20).
+    #[serde(default = "twenty")]
+    pub n_clusters: usize,
+    #[serde(default = "twenty")]
+    pub max_leaf: usize,
+    /// rqvae: training epochs (default 200).
+    #[serde(default = "two_hundred")]
+    pub epochs: usize,
+}
+
+fn rqvae() -> String {
+    "rqvae".into()
+}
+fn cid() -> String {
+    "cid".into()
+}
+fn text() -> String {
+    "text".into()
+}
+fn dedup() -> String {
+    "dedup".into()
+}
+fn three() -> usize {
+    3
+}
+fn k256() -> usize {
+    256
+}
+fn ten() -> u32 {
+    10
+}
+fn twenty() -> usize {
+    20
+}
+fn two_hundred() -> usize {
+    200
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("every field has a default")
+    }
+}
+
+impl IndexConfig {
+    /// Whether the method reads item vectors.
+    pub fn needs_features(&self) -> bool {
+        let method = if self.method == "hybrid" {
+            &self.hybrid_base
+        } else {
+            &self.method
+        };
+        matches!(method.as_str(), "rqvae" | "rqkmeans")
+    }
+}
+
 pub struct TokenizeOptions {
     pub dataset: String,
-    /// rqvae, rqkmeans, cid, sid (sequential), random or hybrid.
-    pub method: String,
-    /// hybrid: the index the item token is appended to.
-    pub hybrid_base: String,
+    pub index: IndexConfig,
     /// Item vectors for rqvae / rqkmeans: a .npy / .safetensors file from `genrec features build`.
     pub features: Option<PathBuf>,
-    pub levels: usize,
-    pub codes: usize,
-    /// dedup, sinkhorn or none.
-    pub collisions: String,
-    pub base: u32,
-    pub n_clusters: usize,
-    pub max_leaf: usize,
-    /// rqvae training epochs.
-    pub epochs: usize,
     /// rqvae backend.
     pub device: DeviceKind,
     pub out: PathBuf,
     pub seed: u64,
 }
 
-#[derive(Serialize)]
-struct TokenizeReport {
-    dataset: String,
-    method: String,
-    collisions: String,
-    fit_seconds: f64,
+#[derive(Debug, Serialize)]
+pub struct TokenizeReport {
+    pub dataset: String,
+    pub method: String,
+    pub collisions: String,
+    pub fit_seconds: f64,
     /// Before collision handling.
-    before: IndexStats,
+    pub before: IndexStats,
     /// The written index (absent with `--collisions none` when codes collide).
-    after: Option<IndexStats>,
+    pub after: Option<IndexStats>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     levels: Vec<LevelReport>,
     /// rqvae: mean squared reconstruction error (summed over input dims) of the quantised latents.
@@ -101,10 +170,17 @@ impl BackendJob for RqVaeJob<'_> {
     }
 }
 
-fn base_codes(o: &TokenizeOptions, method: &str, data: &SequenceDataset) -> Result<Base> {
+fn base_codes(
+    o: &IndexConfig,
+    method: &str,
+    data: &SequenceDataset,
+    features: Option<&Matrix>,
+    device: DeviceKind,
+    seed: u64,
+) -> Result<Base> {
     let n = data.n_items();
     let features = || -> Result<Matrix> {
-        let path = o.features.as_ref().with_context(|| {
+        let m = features.with_context(|| {
             format!(
                 "--method {method} needs --features FILE (item vectors: `genrec features build DATASET --out FILE`)"
             )
@@ -112,14 +188,17 @@ fn base_codes(o: &TokenizeOptions, method: &str, data: &SequenceDataset) -> Resu
         if o.levels == 0 || o.codes < 2 {
             bail!("--levels must be ≥ 1 and --codes ≥ 2");
         }
-        Matrix::load_checked(path, n, None).map_err(anyhow::Error::msg)
+        if m.rows != n {
+            bail!("the item vectors have {} rows for {n} items", m.rows);
+        }
+        Ok(m.clone())
     };
     let train_split = || LeaveOneOut::new(data, &SplitConfig::default()).train;
     Ok(match method {
         "rqkmeans" => {
             let m = features()?;
             let sizes = vec![o.codes; o.levels];
-            let fit = rq_kmeans(&m.data, m.cols, &sizes, 100, o.seed).map_err(anyhow::Error::msg)?;
+            let fit = rq_kmeans(&m.data, m.cols, &sizes, 100, seed).map_err(anyhow::Error::msg)?;
             Base {
                 sizes: sizes.iter().map(|&k| k as u32).collect(),
                 codes: fit.codes,
@@ -135,9 +214,9 @@ fn base_codes(o: &TokenizeOptions, method: &str, data: &SequenceDataset) -> Resu
                 data: &m.data,
                 dim: m.cols,
                 model: RqVaeConfig::new().with_levels(o.levels).with_codes(o.codes),
-                train: RqVaeTrainConfig::new().with_epochs(o.epochs).with_seed(o.seed),
+                train: RqVaeTrainConfig::new().with_epochs(o.epochs).with_seed(seed),
             };
-            let fit = dispatch(o.device, job).map_err(anyhow::Error::msg)?;
+            let fit = dispatch(device, job).map_err(anyhow::Error::msg)?;
             Base {
                 sizes: vec![o.codes as u32; o.levels],
                 codes: fit.codes,
@@ -151,7 +230,7 @@ fn base_codes(o: &TokenizeOptions, method: &str, data: &SequenceDataset) -> Resu
             let config = cid::CidConfig {
                 n_clusters: o.n_clusters,
                 max_leaf: o.max_leaf,
-                seed: o.seed,
+                seed,
                 ..cid::CidConfig::default()
             };
             let codes = cid::cid_codes(&train_split(), n, &config).map_err(anyhow::Error::msg)?;
@@ -164,16 +243,23 @@ fn base_codes(o: &TokenizeOptions, method: &str, data: &SequenceDataset) -> Resu
             Base::plain(sizes, codes)
         }
         "random" => {
-            let (sizes, codes) = simple::random(n, o.base, o.seed).map_err(anyhow::Error::msg)?;
+            let (sizes, codes) = simple::random(n, o.base, seed).map_err(anyhow::Error::msg)?;
             Base::plain(sizes, codes)
         }
         other => bail!("--method `{other}`: expected rqvae, rqkmeans, cid, sid, random or hybrid"),
     })
 }
 
-pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
-    let spec: DatasetSpec = o.dataset.parse()?;
-    let data = spec.load()?;
+/// Indexes `data`'s items as `o` says. Returns the index (`None` when the codes collide and
+/// collision handling is `none`), the report and the final codes.
+pub fn build_index(
+    o: &IndexConfig,
+    dataset: &str,
+    data: &SequenceDataset,
+    features: Option<&Matrix>,
+    device: DeviceKind,
+    seed: u64,
+) -> Result<(Option<ItemIndex>, TokenizeReport, Vec<Vec<u32>>)> {
     let started = Instant::now();
     let mut sinkhorn = None;
     let hybrid = o.method == "hybrid";
@@ -192,7 +278,7 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
         levels,
         reconstruction,
         epochs,
-    } = base_codes(o, base_method, &data)?;
+    } = base_codes(o, base_method, data, features, device, seed)?;
     let before = ItemIndex::stats_of(&sizes, &codes);
     let method = if hybrid {
         (sizes, codes) = simple::hybrid(&sizes, &codes).map_err(anyhow::Error::msg)?;
@@ -231,21 +317,14 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let collides = ItemIndex::stats_of(&sizes, &codes).collision_rate > 0.0;
-    let after = if collides {
-        eprintln!(
-            "collision rate {:.4}: not conflict-free, so no index.json (use --collisions dedup or sinkhorn)",
-            before.collision_rate
-        );
+    let index = if collides {
         None
     } else {
-        let index = ItemIndex::new(method.clone(), sizes, codes.clone()).map_err(anyhow::Error::msg)?;
-        index.save(&o.out.join("index.json")).map_err(anyhow::Error::msg)?;
-        Some(index.stats())
+        Some(ItemIndex::new(method.clone(), sizes, codes.clone()).map_err(anyhow::Error::msg)?)
     };
     let report = TokenizeReport {
-        dataset: o.dataset.clone(),
+        dataset: dataset.to_string(),
         method,
         collisions: if hybrid || space.is_none() {
             "none needed".into()
@@ -254,12 +333,32 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
         },
         fit_seconds,
         before,
-        after,
+        after: index.as_ref().map(ItemIndex::stats),
         levels,
         reconstruction,
         epochs,
         sinkhorn,
     };
+    Ok((index, report, codes))
+}
+
+/// `genrec tokenize`: builds the index and writes index.json, stats.json and the usage plots.
+pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
+    let spec: DatasetSpec = o.dataset.parse()?;
+    let data = spec.load()?;
+    let features = match &o.features {
+        Some(path) => Some(Matrix::load_checked(path, data.n_items(), None).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let (index, report, codes) = build_index(&o.index, &o.dataset, &data, features.as_ref(), o.device, o.seed)?;
+    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    match &index {
+        Some(index) => index.save(&o.out.join("index.json")).map_err(anyhow::Error::msg)?,
+        None => eprintln!(
+            "collision rate {:.4}: not conflict-free, so no index.json (use --collisions dedup or sinkhorn)",
+            report.before.collision_rate
+        ),
+    }
     std::fs::write(o.out.join("stats.json"), serde_json::to_string_pretty(&report)?)?;
     write_usage_plots(&o.out, &codes)?;
     let mut brief = serde_json::to_value(&report)?;
@@ -269,7 +368,7 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
 }
 
 /// `usage_l<l>.svg`: items per code at level `l`, codes sorted from most to least used.
-fn write_usage_plots(dir: &Path, codes: &[Vec<u32>]) -> Result<()> {
+pub fn write_usage_plots(dir: &Path, codes: &[Vec<u32>]) -> Result<()> {
     let depth = codes.iter().map(Vec::len).max().unwrap_or(0);
     for l in 0..depth {
         let mut counts = std::collections::HashMap::<u32, usize>::new();

@@ -577,3 +577,41 @@ fn tokenize_every_method_gives_a_conflict_free_index() {
     assert!(fails(&["tokenize", data, "--method", "cid", "--device", "quantum"]).contains("unknown device"));
     assert!(fails(&["tokenize", data, "--method", "rqkmeans"]).contains("needs --features"));
 }
+
+#[test]
+fn tiger_trains_end_to_end_over_its_own_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tiger.toml");
+    std::fs::write(
+        &config,
+        "name = \"tiger-e2e\"\n[data]\ndataset = \"synthetic:users=150,items=40\"\nmax_history = 10\n\
+         [index]\nmethod = \"cid\"\nn_clusters = 4\nmax_leaf = 6\n\
+         [model]\nkind = \"tiger\"\nd_model = 16\nd_kv = 8\nn_heads = 2\nd_ff = 32\nencoder_layers = 1\n\
+         decoder_layers = 1\nmax_items = 5\nbeam = 10\npositions_per_user = 2\n\
+         [train]\nepochs = 2\nbatch_size = 64\neval_every = 1\nvalid_users = 50\n[eval]\nks = [5, 10]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = tmp.path().join("runs");
+    let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
+    for f in [
+        "index.json",
+        "index_stats.json",
+        "usage_l0.svg",
+        "model.safetensors",
+        "metrics.json",
+    ] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["model"], "tiger");
+    // Constrained decoding never produces an invalid id.
+    assert_eq!(metrics["invalid@10"], 0.0, "{metrics}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index_stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["method"], "cid");
+    // A beam narrower than the largest K is refused before any work.
+    assert!(fails(&["run", c, "--set", "model.beam=5"]).contains("model.beam"));
+    assert!(fails(&["run", c, "--set", "index.features=bogus"]).contains("index.features"));
+}

@@ -1,9 +1,12 @@
 //! # genrec-models
 //!
-//! Recommenders behind the [`genrec_eval::Recommender`] trait. Today: [`pop::Popularity`], the
-//! baseline every table starts from. The learned models (SASRec, TIGER, …) are not built yet and
-//! are listed as absent in the README.
+//! Recommenders behind the [`genrec_eval::Recommender`] trait: [`pop::Popularity`], [`sasrec`]
+//! and [`tiger`] (on the [`t5`] encoder–decoder), with the shared training loop in [`train`].
+//! P5, LC-Rec and SETRec are not built yet (listed as absent in the README).
 
+pub mod nn;
 pub mod pop;
 pub mod sasrec;
+pub mod t5;
+pub mod tiger;
 pub mod train;

@@ -1,4 +1,5 @@
-//! The training loop shared by the learned models: seeded shuffling of leave-one-out training
+//! The training loop shared by the learned models ([`train_model`], any Burn module given a
+//! [`Task`]: batch loss and validation closures), and SASRec's use of it ([`train_sasrec`]): seeded shuffling of leave-one-out training
 //! sequences, AdamW with explicit eps and weight decay, warm-up + cosine or constant learning rate,
 //! gradient-norm clipping, validation on the *validation* split every N epochs with early stopping
 //! on a chosen metric, best model restored before test, NaN/inf detection, atomic checkpoints.
@@ -11,7 +12,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
-use genrec_data::{ItemId, LeaveOneOut};
+use genrec_data::{EvalCase, ItemId, LeaveOneOut};
 use genrec_eval::{evaluate, EvalConfig, Recommender};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -74,6 +75,10 @@ pub struct TrainConfig {
     /// Validation metric for early stopping and model selection (default `ndcg@10`).
     #[serde(default = "metric")]
     pub metric: String,
+    /// Validate during training on this many validation users, a fixed seeded sample (default 0:
+    /// all). A budget knob for slow decoders; the reported valid/test metrics always use all users.
+    #[serde(default)]
+    pub valid_users: usize,
 }
 
 fn epochs() -> usize {
@@ -170,8 +175,8 @@ pub struct CurvePoint {
 }
 
 /// What training returns: the best model (by validation) on the inference backend.
-pub struct Trained<B: Backend> {
-    pub model: SasRec<B>,
+pub struct Trained<M> {
+    pub model: M,
     pub best_epoch: usize,
     pub best_valid: f64,
     pub curves: Vec<CurvePoint>,
@@ -301,7 +306,7 @@ fn batch_loss<B: AutodiffBackend>(
 }
 
 /// Saves `model` to `path` atomically (temporary file, then rename).
-pub fn save_checkpoint<B: Backend>(model: &SasRec<B>, path: &Path) -> Result<(), String> {
+pub fn save_checkpoint<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<(), String> {
     let tmp = path.with_extension("safetensors.tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut store = SafetensorsStore::from_file(&tmp);
@@ -317,7 +322,8 @@ pub fn save_checkpoint<B: Backend>(model: &SasRec<B>, path: &Path) -> Result<(),
 /// schedule then follows the new total from that point on).
 #[derive(Serialize, Deserialize)]
 struct ResumeState {
-    model: SasRecConfig,
+    /// The model config as JSON (any model's).
+    model: serde_json::Value,
     batch_size: usize,
     /// Epochs completed.
     epoch: usize,
@@ -340,11 +346,11 @@ fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
 /// Writes `dir/resume/` (model and optimizer records with their parameter ids, the best model,
 /// state.json) through a temporary directory and renames, so a crash mid-write leaves the previous
 /// epoch's state intact.
-fn save_resume<B: AutodiffBackend, O: Optimizer<SasRec<B>, B>>(
+fn save_resume<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer<M, B>>(
     dir: &Path,
-    model: &SasRec<B>,
+    model: &M,
     optim: &O,
-    best: Option<&SasRec<B::InnerBackend>>,
+    best: Option<&M::InnerModule>,
     state: &ResumeState,
 ) -> Result<(), String> {
     let tmp = dir.join("resume.tmp");
@@ -399,10 +405,81 @@ pub fn train_sasrec<B: AutodiffBackend>(
     device: &B::Device,
     checkpoints: Checkpoints,
     log: &mut dyn FnMut(&str),
-) -> Result<Trained<B::InnerBackend>, String> {
+) -> Result<Trained<SasRec<B::InnerBackend>>, String> {
     model_config.validate()?;
+    let model: SasRec<B> = model_config.init_seeded(split.n_items, split.max_history, seed, device);
+    let data = examples(split);
+    let sampler = NegativeSampler::new(&split.train_item_counts());
+    if data.is_empty() {
+        return Err("no user has 2 training items: nothing to train on".into());
+    }
+    let loss = |model: &SasRec<B>, batch: &[usize], rng: &mut ChaCha8Rng| {
+        let inputs: Vec<&[ItemId]> = batch.iter().map(|&i| data[i].0.as_slice()).collect();
+        let targets: Vec<&[ItemId]> = batch.iter().map(|&i| data[i].1.as_slice()).collect();
+        batch_loss(model, model_config, &inputs, &targets, split, &sampler, rng, device)
+    };
+    let valid = validation_sample(split, config.valid_users, seed);
+    let validate = |model: &SasRec<B::InnerBackend>| {
+        let rec = SasRecRecommender { model: model.clone() };
+        Ok(evaluate(&rec, &valid, None, eval, seed)?.metrics[&config.metric])
+    };
+    let task = Task {
+        examples: data.len(),
+        loss: &loss,
+        validate: &validate,
+        model_config: serde_json::to_value(model_config).map_err(|e| e.to_string())?,
+    };
+    train_model(model, task, config, eval, seed, device, checkpoints, log)
+}
+
+/// The validation cases used during training: all of them (`users = 0` or more than there are),
+/// or a seeded sample of `users`, in their original order.
+pub fn validation_sample(split: &LeaveOneOut, users: usize, seed: u64) -> Vec<EvalCase> {
+    if users == 0 || users >= split.valid.len() {
+        return split.valid.clone();
+    }
+    let mut picked: Vec<usize> = (0..split.valid.len()).collect();
+    picked.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5A11_DA7E));
+    picked.truncate(users);
+    picked.sort_unstable();
+    picked.into_iter().map(|i| split.valid[i].clone()).collect()
+}
+
+/// Mean loss of a batch of example indices, drawing from the loop's seeded stream.
+pub type BatchLoss<'a, B, M> = dyn Fn(&M, &[usize], &mut ChaCha8Rng) -> Tensor<B, 1> + 'a;
+
+/// What [`train_model`] needs to know about a model besides its parameters.
+pub struct Task<'a, B: AutodiffBackend, M: AutodiffModule<B>> {
+    /// Training examples per epoch; the loop shuffles `0..examples` and hands batches of indices
+    /// to `loss`.
+    pub examples: usize,
+    /// Mean loss of a batch of example indices; draws (dropout, negatives) come from the loop's
+    /// seeded stream so a resumed run continues exactly.
+    pub loss: &'a BatchLoss<'a, B, M>,
+    /// The validation value of `train.metric` for the inference model (higher is better).
+    pub validate: &'a dyn Fn(&M::InnerModule) -> Result<f64, String>,
+    /// The model's config as JSON: `--resume` refuses a run whose config differs.
+    pub model_config: serde_json::Value,
+}
+
+/// The shared loop: AdamW with the configured schedule and clipping, seeded shuffling, NaN/inf
+/// detection, validation every `eval_every` epochs with early stopping, the best model kept (and
+/// written atomically to `model.safetensors`), and a `resume/` state after every epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn train_model<B: AutodiffBackend, M: AutodiffModule<B>>(
+    mut model: M,
+    task: Task<B, M>,
+    config: &TrainConfig,
+    eval: &EvalConfig,
+    seed: u64,
+    device: &B::Device,
+    checkpoints: Checkpoints,
+    log: &mut dyn FnMut(&str),
+) -> Result<Trained<M::InnerModule>, String> {
     config.validate(eval)?;
-    let mut model: SasRec<B> = model_config.init_seeded(split.n_items, split.max_history, seed, device);
+    if task.examples == 0 {
+        return Err("no training examples: nothing to train on".into());
+    }
     let mut optim = AdamWConfig::new()
         .with_epsilon(config.eps as f32)
         .with_weight_decay(config.weight_decay as f32)
@@ -412,15 +489,10 @@ pub fn train_sasrec<B: AutodiffBackend>(
             )),
         )
         .init();
-    let data = examples(split);
-    let sampler = NegativeSampler::new(&split.train_item_counts());
-    if data.is_empty() {
-        return Err("no user has 2 training items: nothing to train on".into());
-    }
-    let steps_per_epoch = data.len().div_ceil(config.batch_size);
+    let steps_per_epoch = task.examples.div_ceil(config.batch_size);
     let total = steps_per_epoch * config.epochs;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut order: Vec<usize> = (0..task.examples).collect();
     let (mut best, mut best_epoch, mut best_valid, mut waited) = (None, 0, f64::NEG_INFINITY, 0);
     let mut curves: Vec<CurvePoint> = Vec::new();
     let mut step = 0;
@@ -430,9 +502,9 @@ pub fn train_sasrec<B: AutodiffBackend>(
         let err = |e: &dyn std::fmt::Display| format!("resuming from {}: {e}", path.display());
         let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| err(&e))?;
         let state: ResumeState = serde_json::from_str(&text).map_err(|e| err(&e))?;
-        if &state.model != model_config {
+        if state.model != task.model_config {
             return Err(err(&format!(
-                "the [model] table differs from the interrupted run's ({:?})",
+                "the [model] table differs from the interrupted run's ({})",
                 state.model
             )));
         }
@@ -442,17 +514,17 @@ pub fn train_sasrec<B: AutodiffBackend>(
                 config.batch_size, state.batch_size
             )));
         }
-        if state.order.len() != data.len() {
+        if state.order.len() != task.examples {
             return Err(err(
-                &"the saved state is for a different dataset (training-sequence count differs)",
+                &"the saved state is for a different dataset (training-example count differs)",
             ));
+        }
+        if path.join("best.bin").exists() {
+            let inner = model.valid();
+            best = Some(inner.load_record(recorder().load(path.join("best"), device).map_err(|e| err(&e))?));
         }
         model = model.load_record(recorder().load(path.join("model"), device).map_err(|e| err(&e))?);
         optim = optim.load_record(recorder().load(path.join("optim"), device).map_err(|e| err(&e))?);
-        if path.join("best.bin").exists() {
-            let inner: SasRec<B::InnerBackend> = model_config.init(split.n_items, split.max_history, device);
-            best = Some(inner.load_record(recorder().load(path.join("best"), device).map_err(|e| err(&e))?));
-        }
         rng = ChaCha8Rng::from_seed(state.rng_seed);
         rng.set_word_pos(state.rng_word_pos.parse().map_err(|e| err(&e))?);
         order = state.order;
@@ -475,18 +547,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
         bar.set_prefix(epoch.to_string());
         let mut loss_sum = 0.0;
         for chunk in order.chunks(config.batch_size) {
-            let inputs: Vec<&[ItemId]> = chunk.iter().map(|&i| data[i].0.as_slice()).collect();
-            let targets: Vec<&[ItemId]> = chunk.iter().map(|&i| data[i].1.as_slice()).collect();
-            let loss = batch_loss(
-                &model,
-                model_config,
-                &inputs,
-                &targets,
-                split,
-                &sampler,
-                &mut rng,
-                device,
-            );
+            let loss = (task.loss)(&model, chunk, &mut rng);
             let value: f64 = loss.clone().into_scalar().elem::<f64>();
             if !value.is_finite() {
                 bar.abandon();
@@ -509,9 +570,8 @@ pub fn train_sasrec<B: AutodiffBackend>(
             seconds: offset + started.elapsed().as_secs_f64(),
         };
         if epoch % config.eval_every == 0 || epoch == config.epochs {
-            let rec = SasRecRecommender { model: model.valid() };
-            let e = evaluate(&rec, &split.valid, None, eval, seed)?;
-            let v = e.metrics[&config.metric];
+            let inner = model.valid();
+            let v = (task.validate)(&inner)?;
             point.valid = Some(v);
             log(&format!(
                 "epoch {epoch}: loss {loss:.4}, valid {} {v:.4} ({:.0}s)",
@@ -520,9 +580,9 @@ pub fn train_sasrec<B: AutodiffBackend>(
             if v > best_valid {
                 (best_valid, best_epoch, waited) = (v, epoch, 0);
                 if let Some(dir) = checkpoints.dir {
-                    save_checkpoint(&rec.model, &dir.join("model.safetensors"))?;
+                    save_checkpoint::<B::InnerBackend, _>(&inner, &dir.join("model.safetensors"))?;
                 }
-                best = Some(rec.model);
+                best = Some(inner);
             } else {
                 waited += 1;
             }
@@ -532,7 +592,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
         curves.push(point);
         if let Some(dir) = checkpoints.dir {
             let state = ResumeState {
-                model: model_config.clone(),
+                model: task.model_config.clone(),
                 batch_size: config.batch_size,
                 epoch,
                 step,
