@@ -48,6 +48,15 @@ sasrec-beauty *ARGS:
 sasrec-toys *ARGS:
     {{genrec}} run experiments/sasrec-toys.toml {{ARGS}}
 
+# TIGER (T5 over RQ-VAE semantic IDs of MiniLM item text). CPU budget: e.g.
+# `just tiger-beauty --set model.positions_per_user=1 --set train.epochs=6` (see experiments/README.md).
+tiger-ml100k *ARGS:
+    {{genrec}} run experiments/tiger-ml100k.toml {{ARGS}}
+tiger-beauty *ARGS:
+    {{genrec}} run experiments/tiger-beauty.toml {{ARGS}}
+tiger-toys *ARGS:
+    {{genrec}} run experiments/tiger-toys.toml {{ARGS}}
+
 # Continue an interrupted run from its last completed epoch.
 resume RUN_DIR *ARGS:
     {{genrec}} run --resume {{RUN_DIR}} {{ARGS}}

@@ -67,6 +67,14 @@ impl DeviceKind {
     }
 }
 
+/// `--device NAME`, or the first compiled backend when absent.
+pub fn device_or_default(name: Option<String>) -> anyhow::Result<DeviceKind> {
+    match name {
+        Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e)),
+        None => Ok(DeviceKind::default_compiled()),
+    }
+}
+
 /// Work that runs on whichever backend the user picked.
 pub trait BackendJob {
     type Output;

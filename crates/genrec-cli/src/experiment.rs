@@ -492,6 +492,27 @@ struct Outcome {
     curves: Vec<CurvePoint>,
 }
 
+/// Evaluates the selected model on every validation and test user.
+fn final_outcome(
+    rec: &dyn genrec_eval::Recommender,
+    split: &LeaveOneOut,
+    counts: &[u32],
+    c: &ExperimentConfig,
+    train_seconds: f64,
+    curves: Vec<CurvePoint>,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let valid = evaluate(rec, &split.valid, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+    let test = evaluate(rec, &split.test, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+    Ok(Outcome {
+        valid,
+        test,
+        train_seconds,
+        eval_seconds: started.elapsed().as_secs_f64(),
+        curves,
+    })
+}
+
 /// SASRec training and evaluation on the chosen backend.
 struct SasRecJob<'a> {
     model: &'a SasRecConfig,
@@ -530,17 +551,7 @@ impl BackendJob for SasRecJob<'_> {
             trained.best_epoch, c.train.metric, trained.best_valid
         ));
         let rec = SasRecRecommender { model: trained.model };
-        let started = Instant::now();
-        let valid =
-            evaluate(&rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-        let test = evaluate(&rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-        Ok(Outcome {
-            valid,
-            test,
-            train_seconds,
-            eval_seconds: started.elapsed().as_secs_f64(),
-            curves: trained.curves,
-        })
+        final_outcome(&rec, self.split, self.counts, c, train_seconds, trained.curves)
     }
 }
 
@@ -645,18 +656,14 @@ impl BackendJob for TigerJob<'_> {
             "best epoch {} (valid {} {:.4})",
             trained.best_epoch, c.train.metric, trained.best_valid
         ));
-        let started = Instant::now();
-        let rec = trained.model;
-        let valid =
-            evaluate(&rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-        let test = evaluate(&rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-        Ok(Outcome {
-            valid,
-            test,
+        final_outcome(
+            &trained.model,
+            self.split,
+            self.counts,
+            c,
             train_seconds,
-            eval_seconds: started.elapsed().as_secs_f64(),
-            curves: trained.curves,
-        })
+            trained.curves,
+        )
     }
 }
 

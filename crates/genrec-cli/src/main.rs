@@ -304,10 +304,7 @@ fn real_main() -> Result<()> {
                     seed,
                 },
         } => {
-            let device = match device {
-                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
-                None => DeviceKind::default_compiled(),
-            };
+            let device = backend::device_or_default(device)?;
             if batch_size == 0 {
                 bail!("--batch-size must be at least 1");
             }
@@ -341,10 +338,7 @@ fn real_main() -> Result<()> {
             out,
             seed,
         } => {
-            let device = match device {
-                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
-                None => DeviceKind::default_compiled(),
-            };
+            let device = backend::device_or_default(device)?;
             let dir = tokenize::run(&tokenize::TokenizeOptions {
                 dataset,
                 index: tokenize::IndexConfig {
@@ -422,10 +416,7 @@ fn real_main() -> Result<()> {
             if seeds == 0 {
                 bail!("--seeds must be at least 1");
             }
-            let device = match device {
-                Some(d) => DeviceKind::parse(&d).map_err(|e| anyhow::anyhow!(e))?,
-                None => DeviceKind::default_compiled(),
-            };
+            let device = backend::device_or_default(device)?;
             let first = config.seed;
             let mut rows = Vec::new();
             for s in first..first + seeds {

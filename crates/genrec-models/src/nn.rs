@@ -1,5 +1,6 @@
 //! Small building blocks shared by the models.
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::RngCore;
@@ -32,4 +33,24 @@ pub fn drop_out<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, rng: Option
     mask.truncate(n);
     let mask = Tensor::from_data(TensorData::new(mask, shape), &x.device());
     x * mask
+}
+
+/// Builds a module with the backend RNG seeded first. Burn's initialisers draw from one
+/// process-wide backend RNG, so seeding and drawing happen under one lock shared by every model
+/// of this crate: models built on other threads at the same time cannot interleave their draws.
+/// Parameters are lazy (drawn on first access, which would fall outside the lock on the first
+/// forward), so every one is materialised here.
+pub fn init_seeded<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, build: impl FnOnce() -> M) -> M {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    B::seed(device, seed);
+    let model = build();
+    struct Materialise;
+    impl<B: Backend> ModuleVisitor<B> for Materialise {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Materialise);
+    model
 }

@@ -7,7 +7,7 @@
 //!
 //! `cargo run -p genrec -- run experiments/sasrec-ml100k.toml`
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{log_softmax, softmax, softplus};
 use burn::tensor::backend::Backend;
@@ -103,24 +103,10 @@ impl SasRecConfig {
         Ok(())
     }
 
-    /// [`Self::init`] with the backend RNG seeded first. Burn's initialisers draw from one
-    /// process-wide backend RNG, so the seeding and the draws happen under a lock: models built
-    /// on other threads at the same time cannot interleave their draws with these.
+    /// [`Self::init`] with the backend RNG seeded under the crate's one init lock (see
+    /// [`crate::nn::init_seeded`]).
     pub fn init_seeded<B: Backend>(&self, n_items: usize, max_len: usize, seed: u64, device: &B::Device) -> SasRec<B> {
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        B::seed(device, seed);
-        let model = self.init(n_items, max_len, device);
-        // Parameters are lazy: their random draws happen on first access, which would otherwise
-        // fall outside the lock (on the first forward). Materialise every one here.
-        struct Materialise;
-        impl<B: Backend> ModuleVisitor<B> for Materialise {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                let _ = param.val();
-            }
-        }
-        model.visit(&mut Materialise);
-        model
+        crate::nn::init_seeded(seed, device, || self.init(n_items, max_len, device))
     }
 
     /// Builds the model for `n_items` items and histories of at most `max_len` items.

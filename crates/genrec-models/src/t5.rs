@@ -30,7 +30,7 @@
 use std::ops::Range;
 
 use burn::config::Config;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::backend::Backend;
@@ -123,27 +123,13 @@ impl T5Config {
         Ok(())
     }
 
-    /// [`Self::init`] with the backend RNG seeded first. Burn's initialisers draw from one
-    /// process-wide backend RNG, so the seeding and the draws happen under a lock: models built
-    /// on other threads at the same time cannot interleave their draws with these.
+    /// [`Self::init`] with the backend RNG seeded under the crate's one init lock (see
+    /// [`crate::nn::init_seeded`]).
     ///
     /// # Panics
     /// If the configuration is invalid (see [`Self::validate`]).
     pub fn init_seeded<B: Backend>(&self, seed: u64, device: &B::Device) -> T5<B> {
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        B::seed(device, seed);
-        let model = self.init(device);
-        // Parameters are lazy: their random draws happen on first access, which would otherwise
-        // fall outside the lock (on the first forward). Materialise every one here.
-        struct Materialise;
-        impl<B: Backend> ModuleVisitor<B> for Materialise {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                let _ = param.val();
-            }
-        }
-        model.visit(&mut Materialise);
-        model
+        crate::nn::init_seeded(seed, device, || self.init(device))
     }
 
     /// Builds the model with T5's initialisation (transformers' `_init_weights`, factor 1):
