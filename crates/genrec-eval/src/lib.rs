@@ -8,18 +8,25 @@
 //!   removed without backfill);
 //! - [`metrics`]: Recall/HR, NDCG and MRR at any K, invalid@K, per-group breakdowns;
 //! - [`evaluate`]: runs a recommender over leave-one-out cases (rayon over batches);
+//! - [`multi`]: the hold-out protocol — several relevant items per user, training items masked,
+//!   Recall / NDCG / Precision@K over users with a relevant item;
 //! - [`stats`]: mean ± std over seeds, paired t-test and Wilcoxon signed-rank;
 //! - [`report`]: the `metrics.json` shape and markdown tables.
 
 pub mod evaluate;
 pub mod lists;
 pub mod metrics;
+pub mod multi;
 pub mod ranking;
 pub mod report;
 pub mod stats;
 
 pub use evaluate::{evaluate, EvalConfig, Evaluation, RankingMode};
 pub use metrics::{MetricSet, UserOutcome};
+pub use multi::{
+    evaluate_holdout, evaluate_holdout_scores, evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation,
+    HoldOutSplit, MaskMode, MultiOutcome,
+};
 pub use report::MetricsReport;
 
 use genrec_data::ItemId;

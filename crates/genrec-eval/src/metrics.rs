@@ -117,7 +117,7 @@ pub struct GroupMetrics {
 }
 
 /// Labels `[lo, hi)` buckets from ascending edges, e.g. edges `[5, 20]` → `<5`, `5-19`, `20+`.
-fn bucket_label(value: usize, edges: &[usize]) -> (usize, String) {
+pub(crate) fn bucket_label(value: usize, edges: &[usize]) -> (usize, String) {
     let b = edges.iter().take_while(|&&e| value >= e).count();
     let label = match (b, edges.len()) {
         (0, _) => format!("<{}", edges.first().copied().unwrap_or(0)),
