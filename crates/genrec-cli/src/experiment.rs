@@ -501,6 +501,9 @@ fn final_outcome(
     train_seconds: f64,
     curves: Vec<CurvePoint>,
 ) -> Result<Outcome> {
+    // The curves' clock continues across `--resume`, so a resumed run reports its whole training
+    // time, not just the part after the restart.
+    let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
     let started = Instant::now();
     let valid = evaluate(rec, &split.valid, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
     let test = evaluate(rec, &split.test, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
