@@ -85,19 +85,26 @@ impl Default for EvalConfig {
     }
 }
 
+/// The checks every evaluation config shares: valid cut-offs no larger than the item count and a
+/// positive batch size. Errors name the field.
+pub(crate) fn check_cutoffs(ks: &[usize], batch_size: usize, n_items: usize) -> Result<MetricSet, String> {
+    let set = MetricSet::new(ks.to_vec()).map_err(|e| format!("eval.ks: {e}"))?;
+    if set.max_k() > n_items {
+        return Err(format!(
+            "eval.ks: K = {} is larger than the {n_items} items",
+            set.max_k()
+        ));
+    }
+    if batch_size == 0 {
+        return Err("eval.batch_size must be at least 1".into());
+    }
+    Ok(set)
+}
+
 impl EvalConfig {
     /// Checks the settings against the item count; errors name the field.
     pub fn validate(&self, n_items: usize) -> Result<MetricSet, String> {
-        let set = MetricSet::new(self.ks.clone()).map_err(|e| format!("eval.ks: {e}"))?;
-        if set.max_k() > n_items {
-            return Err(format!(
-                "eval.ks: K = {} is larger than the {n_items} items",
-                set.max_k()
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err("eval.batch_size must be at least 1".into());
-        }
+        let set = check_cutoffs(&self.ks, self.batch_size, n_items)?;
         if self.ranking == RankingMode::Sampled {
             if self.negatives == 0 || self.negatives >= n_items {
                 return Err(format!(
@@ -253,7 +260,7 @@ pub fn evaluate(
                         out.push(UserOutcome {
                             user: c.user,
                             target: c.target,
-                            rank: r.rank,
+                            rank: r.rank(),
                             history_len: c.history.len(),
                             invalid,
                         });

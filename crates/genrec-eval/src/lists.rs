@@ -121,7 +121,7 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
             outcomes.push(UserOutcome {
                 user: l.user,
                 target: targets[0],
-                rank: r.rank,
+                rank: r.rank(),
                 history_len: history.len(),
                 invalid: set.ks.iter().map(|&k| r.invalid_at(k)).collect(),
             });

@@ -136,7 +136,18 @@ pub fn breakdown(
     edges: &[usize],
     value: impl Fn(&UserOutcome) -> usize,
 ) -> Vec<GroupMetrics> {
-    let mut groups: BTreeMap<usize, (String, Vec<UserOutcome>)> = BTreeMap::new();
+    grouped(outcomes, edges, value, |members| set.compute(members))
+}
+
+/// Buckets `outcomes` by `value` with ascending `edges` and computes `metrics` per non-empty
+/// bucket; shared by the single- and multi-target breakdowns.
+pub(crate) fn grouped<T: Clone>(
+    outcomes: &[T],
+    edges: &[usize],
+    value: impl Fn(&T) -> usize,
+    metrics: impl Fn(&[T]) -> BTreeMap<String, f64>,
+) -> Vec<GroupMetrics> {
+    let mut groups: BTreeMap<usize, (String, Vec<T>)> = BTreeMap::new();
     for o in outcomes {
         let (b, label) = bucket_label(value(o), edges);
         groups.entry(b).or_insert_with(|| (label, Vec::new())).1.push(o.clone());
@@ -146,7 +157,7 @@ pub fn breakdown(
         .map(|(group, members)| GroupMetrics {
             group,
             users: members.len(),
-            metrics: set.compute(&members),
+            metrics: metrics(&members),
         })
         .collect()
 }

@@ -21,7 +21,9 @@ use genrec_data::{HoldOut, ItemId, UserId};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{bucket_label, GroupMetrics, MetricSet};
+use crate::evaluate::check_cutoffs;
+use crate::metrics::{grouped, GroupMetrics};
+pub use crate::ranking::{positions_in_list, ListPositions};
 use crate::Recommender;
 
 /// Which hold-out items a user is judged on.
@@ -90,16 +92,7 @@ impl HoldOutEvalConfig {
     /// Checks the settings for `n_items` items and the split; returns the sorted cut-offs.
     /// Errors name the field.
     pub fn validate(&self, n_items: usize, split: HoldOutSplit) -> Result<Vec<usize>, String> {
-        let set = MetricSet::new(self.ks.clone()).map_err(|e| format!("eval.ks: {e}"))?;
-        if set.max_k() > n_items {
-            return Err(format!(
-                "eval.ks: K = {} is larger than the {n_items} items",
-                set.max_k()
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err("eval.batch_size must be at least 1".into());
-        }
+        let set = check_cutoffs(&self.ks, self.batch_size, n_items)?;
         if self.mask == MaskMode::TrainValid && split == HoldOutSplit::Valid {
             return Err(
                 "eval.mask = \"train+valid\" would mask the validation items being scored; use it for the test split"
@@ -162,64 +155,6 @@ pub fn pessimistic_positions(scores: &[f32], relevant: &[ItemId], masked: &[Item
             competitors + k + 1
         })
         .collect()
-}
-
-/// Positions of the relevant items in one generated list, and its invalid entries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListPositions {
-    /// 1-based positions among valid, first-occurrence, non-excluded entries, ascending.
-    pub positions: Vec<usize>,
-    /// `invalid_prefix[p]` = number of invalid ids among the first `p + 1` raw entries.
-    pub invalid_prefix: Vec<usize>,
-    pub duplicates: usize,
-}
-
-impl ListPositions {
-    /// Invalid ids among the first `k` raw entries (a list shorter than `k` counts what it has).
-    pub fn invalid_at(&self, k: usize) -> usize {
-        match self.invalid_prefix.len() {
-            0 => 0,
-            n => self.invalid_prefix[k.min(n) - 1],
-        }
-    }
-}
-
-/// [`crate::ranking::rank_in_list`] for several relevant items: ids `≥ n_items` (or negative,
-/// given as `None`) are invalid and removed, repeats keep their first occurrence, `excluded` ids
-/// are removed; nothing is backfilled. Ties cannot occur in a list.
-pub fn positions_in_list(
-    list: &[Option<ItemId>],
-    relevant: &[ItemId],
-    n_items: Option<usize>,
-    excluded: &[ItemId],
-) -> ListPositions {
-    let mut seen = std::collections::HashSet::new();
-    let mut position = 0;
-    let mut positions = Vec::new();
-    let mut invalid = 0;
-    let mut invalid_prefix = Vec::with_capacity(list.len());
-    let mut duplicates = 0;
-    for &entry in list {
-        match entry {
-            Some(id) if n_items.is_none_or(|n| (id as usize) < n) => {
-                if !seen.insert(id) {
-                    duplicates += 1;
-                } else if !excluded.contains(&id) {
-                    position += 1;
-                    if relevant.contains(&id) {
-                        positions.push(position);
-                    }
-                }
-            }
-            _ => invalid += 1,
-        }
-        invalid_prefix.push(invalid);
-    }
-    ListPositions {
-        positions,
-        invalid_prefix,
-        duplicates,
-    }
 }
 
 /// One user's result; kept per user so runs can be compared with paired tests.
@@ -317,19 +252,7 @@ pub fn multi_breakdown(
     edges: &[usize],
     value: impl Fn(&MultiOutcome) -> usize,
 ) -> Vec<GroupMetrics> {
-    let mut groups: BTreeMap<usize, (String, Vec<MultiOutcome>)> = BTreeMap::new();
-    for o in outcomes {
-        let (b, label) = bucket_label(value(o), edges);
-        groups.entry(b).or_insert_with(|| (label, Vec::new())).1.push(o.clone());
-    }
-    groups
-        .into_values()
-        .map(|(group, members)| GroupMetrics {
-            group,
-            users: members.len(),
-            metrics: multi_metrics(ks, &members),
-        })
-        .collect()
+    grouped(outcomes, edges, value, |members| multi_metrics(ks, members))
 }
 
 /// Everything one hold-out evaluation pass produced; `split` and `mask` belong in metrics.json.

@@ -112,17 +112,22 @@ pub fn rank_and_top_k(
         .collect()
 }
 
-/// The outcome of scoring one generated list.
+/// Positions of the relevant items in one generated list, and its invalid entries.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ListRank {
-    /// 1-based rank of the target among valid, first-occurrence, non-excluded entries.
-    pub rank: Option<usize>,
+pub struct ListPositions {
+    /// 1-based positions among valid, first-occurrence, non-excluded entries, ascending.
+    pub positions: Vec<usize>,
     /// `invalid_prefix[p]` = number of invalid ids among the first `p + 1` raw entries.
     pub invalid_prefix: Vec<usize>,
     pub duplicates: usize,
 }
 
-impl ListRank {
+impl ListPositions {
+    /// Position of the first relevant item (the rank of a single target), if listed.
+    pub fn rank(&self) -> Option<usize> {
+        self.positions.first().copied()
+    }
+
     /// Invalid ids among the first `k` raw entries (a list shorter than `k` counts what it has).
     pub fn invalid_at(&self, k: usize) -> usize {
         match self.invalid_prefix.len() {
@@ -132,13 +137,19 @@ impl ListRank {
     }
 }
 
-/// Ranks `target` inside a generated list: ids `≥ n_items` (or negative, given as `None`) are
-/// invalid and removed, repeated ids keep only their first occurrence, `excluded` ids are removed;
-/// nothing is backfilled, so removed entries can only hurt the model.
-pub fn rank_in_list(list: &[Option<ItemId>], target: ItemId, n_items: Option<usize>, excluded: &[ItemId]) -> ListRank {
+/// Positions of the `relevant` items inside a generated list: ids `≥ n_items` (or negative, given
+/// as `None`) are invalid and removed, repeated ids keep only their first occurrence, `excluded`
+/// ids are removed; nothing is backfilled, so removed entries can only hurt the model. Ties cannot
+/// occur in a list.
+pub fn positions_in_list(
+    list: &[Option<ItemId>],
+    relevant: &[ItemId],
+    n_items: Option<usize>,
+    excluded: &[ItemId],
+) -> ListPositions {
     let mut seen = HashSet::new();
     let mut position = 0;
-    let mut rank = None;
+    let mut positions = Vec::new();
     let mut invalid = 0;
     let mut invalid_prefix = Vec::with_capacity(list.len());
     let mut duplicates = 0;
@@ -149,8 +160,8 @@ pub fn rank_in_list(list: &[Option<ItemId>], target: ItemId, n_items: Option<usi
                     duplicates += 1;
                 } else if !excluded.contains(&id) {
                     position += 1;
-                    if id == target && rank.is_none() {
-                        rank = Some(position);
+                    if relevant.contains(&id) {
+                        positions.push(position);
                     }
                 }
             }
@@ -158,11 +169,21 @@ pub fn rank_in_list(list: &[Option<ItemId>], target: ItemId, n_items: Option<usi
         }
         invalid_prefix.push(invalid);
     }
-    ListRank {
-        rank,
+    ListPositions {
+        positions,
         invalid_prefix,
         duplicates,
     }
+}
+
+/// Ranks one `target` inside a generated list ([`positions_in_list`] with one relevant item).
+pub fn rank_in_list(
+    list: &[Option<ItemId>],
+    target: ItemId,
+    n_items: Option<usize>,
+    excluded: &[ItemId],
+) -> ListPositions {
+    positions_in_list(list, &[target], n_items, excluded)
 }
 
 #[cfg(test)]
@@ -213,18 +234,18 @@ mod tests {
     #[test]
     fn lists_design_cases() {
         let (a, t, b) = (Some(0), Some(1), Some(2));
-        assert_eq!(rank_in_list(&[a, t, b], 1, Some(10), &[]).rank, Some(2));
-        assert_eq!(rank_in_list(&[a, b], 1, Some(10), &[]).rank, None);
+        assert_eq!(rank_in_list(&[a, t, b], 1, Some(10), &[]).rank(), Some(2));
+        assert_eq!(rank_in_list(&[a, b], 1, Some(10), &[]).rank(), None);
         // Case 4: [invalid, t] with invalid removed -> r = 1.
         let r = rank_in_list(&[Some(99), t], 1, Some(10), &[]);
-        assert_eq!(r.rank, Some(1));
+        assert_eq!(r.rank(), Some(1));
         assert_eq!(r.invalid_at(1), 1);
         assert_eq!(r.invalid_at(10), 1);
         // Negative ids (None) are invalid; duplicates keep the first occurrence; exclusion removes.
         let r = rank_in_list(&[None, a, a, b, t], 1, Some(10), &[2]);
-        assert_eq!(r.rank, Some(2));
+        assert_eq!(r.rank(), Some(2));
         assert_eq!(r.duplicates, 1);
-        assert_eq!(rank_in_list(&[t], 1, Some(10), &[1]).rank, None);
+        assert_eq!(rank_in_list(&[t], 1, Some(10), &[1]).rank(), None);
     }
 
     #[test]
