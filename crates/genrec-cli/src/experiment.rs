@@ -394,12 +394,14 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
                 TigerJob {
                     model,
                     index: &index,
-                    config,
-                    split: &split,
-                    counts: &counts,
-                    dir: &dir,
-                    resume: options.resume.is_some(),
-                    log: &mut log,
+                    run: RunContext {
+                        config,
+                        split: &split,
+                        counts: &counts,
+                        dir: &dir,
+                        resume: options.resume.is_some(),
+                        log: &mut log,
+                    },
                 },
             )?
         }
@@ -407,12 +409,14 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
             options.device,
             SasRecJob {
                 model,
-                config,
-                split: &split,
-                counts: &counts,
-                dir: &dir,
-                resume: options.resume.is_some(),
-                log: &mut log,
+                run: RunContext {
+                    config,
+                    split: &split,
+                    counts: &counts,
+                    dir: &dir,
+                    resume: options.resume.is_some(),
+                    log: &mut log,
+                },
             },
         )?,
     };
@@ -492,33 +496,8 @@ struct Outcome {
     curves: Vec<CurvePoint>,
 }
 
-/// Evaluates the selected model on every validation and test user.
-fn final_outcome(
-    rec: &dyn genrec_eval::Recommender,
-    split: &LeaveOneOut,
-    counts: &[u32],
-    c: &ExperimentConfig,
-    train_seconds: f64,
-    curves: Vec<CurvePoint>,
-) -> Result<Outcome> {
-    // The curves' clock continues across `--resume`, so a resumed run reports its whole training
-    // time, not just the part after the restart.
-    let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
-    let started = Instant::now();
-    let valid = evaluate(rec, &split.valid, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-    let test = evaluate(rec, &split.test, Some(counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
-    Ok(Outcome {
-        valid,
-        test,
-        train_seconds,
-        eval_seconds: started.elapsed().as_secs_f64(),
-        curves,
-    })
-}
-
-/// SASRec training and evaluation on the chosen backend.
-struct SasRecJob<'a> {
-    model: &'a SasRecConfig,
+/// What every learned model's job shares: the experiment, its split, and where to write.
+struct RunContext<'a> {
     config: &'a ExperimentConfig,
     split: &'a LeaveOneOut,
     counts: &'a [u32],
@@ -527,34 +506,73 @@ struct SasRecJob<'a> {
     log: &'a mut Log,
 }
 
+impl<'a> RunContext<'a> {
+    fn checkpoints(&self) -> Checkpoints<'a> {
+        Checkpoints {
+            dir: Some(self.dir),
+            resume: self.resume,
+        }
+    }
+
+    /// Logs the selected epoch and evaluates the selected model on every validation and test user.
+    fn finish(
+        self,
+        started: Instant,
+        rec: &dyn genrec_eval::Recommender,
+        best_epoch: usize,
+        best_valid: f64,
+        curves: Vec<CurvePoint>,
+    ) -> Result<Outcome> {
+        let c = self.config;
+        // The curves' clock continues across `--resume`, so a resumed run reports its whole
+        // training time, not just the part after the restart.
+        let train_seconds = started.elapsed().as_secs_f64();
+        let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
+        self.log.line(&format!(
+            "best epoch {best_epoch} (valid {} {best_valid:.4})",
+            c.train.metric
+        ));
+        let started = Instant::now();
+        let valid = evaluate(rec, &self.split.valid, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        let test = evaluate(rec, &self.split.test, Some(self.counts), &c.eval, c.seed).map_err(anyhow::Error::msg)?;
+        Ok(Outcome {
+            valid,
+            test,
+            train_seconds,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            curves,
+        })
+    }
+}
+
+/// SASRec training and evaluation on the chosen backend.
+struct SasRecJob<'a> {
+    model: &'a SasRecConfig,
+    run: RunContext<'a>,
+}
+
 impl BackendJob for SasRecJob<'_> {
     type Output = Result<Outcome>;
 
     fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let c = self.config;
+        let RunContext { config: c, split, .. } = self.run;
+        let checkpoints = self.run.checkpoints();
         let started = Instant::now();
-        let log = self.log;
+        let log = &mut *self.run.log;
         let trained = train_sasrec::<B>(
             self.model,
             &c.train,
             &c.eval,
-            self.split,
+            split,
             c.seed,
             &device,
-            Checkpoints {
-                dir: Some(self.dir),
-                resume: self.resume,
-            },
+            checkpoints,
             &mut |m| log.line(m),
         )
         .map_err(anyhow::Error::msg)?;
-        let train_seconds = started.elapsed().as_secs_f64();
-        log.line(&format!(
-            "best epoch {} (valid {} {:.4})",
-            trained.best_epoch, c.train.metric, trained.best_valid
-        ));
         let rec = SasRecRecommender { model: trained.model };
-        final_outcome(&rec, self.split, self.counts, c, train_seconds, trained.curves)
+        self.run
+            .finish(started, &rec, trained.best_epoch, trained.best_valid, trained.curves)
     }
 }
 
@@ -624,47 +642,34 @@ fn item_index(
 struct TigerJob<'a> {
     model: &'a TigerConfig,
     index: &'a ItemIndex,
-    config: &'a ExperimentConfig,
-    split: &'a LeaveOneOut,
-    counts: &'a [u32],
-    dir: &'a Path,
-    resume: bool,
-    log: &'a mut Log,
+    run: RunContext<'a>,
 }
 
 impl BackendJob for TigerJob<'_> {
     type Output = Result<Outcome>;
 
     fn run<B: burn::tensor::backend::AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let c = self.config;
+        let RunContext { config: c, split, .. } = self.run;
+        let checkpoints = self.run.checkpoints();
         let started = Instant::now();
-        let log = self.log;
+        let log = &mut *self.run.log;
         let trained = train_tiger::<B>(
             self.model,
             self.index,
             &c.train,
             &c.eval,
-            self.split,
+            split,
             c.seed,
             &device,
-            Checkpoints {
-                dir: Some(self.dir),
-                resume: self.resume,
-            },
+            checkpoints,
             &mut |m| log.line(m),
         )
         .map_err(anyhow::Error::msg)?;
-        let train_seconds = started.elapsed().as_secs_f64();
-        log.line(&format!(
-            "best epoch {} (valid {} {:.4})",
-            trained.best_epoch, c.train.metric, trained.best_valid
-        ));
-        final_outcome(
+        self.run.finish(
+            started,
             &trained.model,
-            self.split,
-            self.counts,
-            c,
-            train_seconds,
+            trained.best_epoch,
+            trained.best_valid,
             trained.curves,
         )
     }
