@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use genrec_data::{DatasetSpec, LeaveOneOut, SequenceDataset, SplitConfig};
+use genrec_data::{DatasetSpec, HoldOutConfig, LeaveOneOut, SequenceDataset, SplitConfig};
 use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_eval::multi::MaskMode;
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
+use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_models::pop::Popularity;
 use genrec_models::sasrec::SasRecConfig;
 use genrec_models::tiger::{train_tiger, TigerConfig};
@@ -31,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
 use crate::features::{BuildOptions, FeatureKind};
+use crate::graph_run::ProfilesConfig;
 use crate::tokenize::{build_index, write_usage_plots, IndexConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +54,9 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub eval: EvalConfig,
+    /// Semantic user/item profiles for RLMRec alignment (graph CF models with `model.align`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<ProfilesConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -86,6 +92,10 @@ pub struct DataConfig {
     /// Last items of each history the model sees (default 50; 20 for the Amazon recipes).
     #[serde(default = "default_max_history")]
     pub max_history: usize,
+    /// Graph CF models: the seeded random ratio split of a dataset that is not already split
+    /// (ratios 3:1:1, seed 0 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldOutConfig>,
 }
 
 fn default_renumber() -> Renumber {
@@ -105,6 +115,14 @@ pub enum ModelConfig {
     Sasrec(SasRecConfig),
     /// TIGER: T5 encoder–decoder over the `[index]` code tuples, trie-constrained beam search.
     Tiger(TigerConfig),
+    /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
+    Lightgcn(GraphCfConfig),
+    /// GCCF (concatenated layers).
+    Gccf(GraphCfConfig),
+    /// SGL, edge-drop views + InfoNCE.
+    Sgl(GraphCfConfig),
+    /// SimGCL, noise-perturbed views + InfoNCE.
+    Simgcl(GraphCfConfig),
 }
 
 impl ModelConfig {
@@ -113,6 +131,21 @@ impl ModelConfig {
             ModelConfig::Pop {} => "pop",
             ModelConfig::Sasrec(_) => "sasrec",
             ModelConfig::Tiger(_) => "tiger",
+            ModelConfig::Lightgcn(_) => "lightgcn",
+            ModelConfig::Gccf(_) => "gccf",
+            ModelConfig::Sgl(_) => "sgl",
+            ModelConfig::Simgcl(_) => "simgcl",
+        }
+    }
+
+    /// The backbone and settings of a graph CF model (hold-out protocol); `None` otherwise.
+    pub fn graph(&self) -> Option<(Backbone, &GraphCfConfig)> {
+        match self {
+            ModelConfig::Lightgcn(c) => Some((Backbone::LightGcn, c)),
+            ModelConfig::Gccf(c) => Some((Backbone::Gccf, c)),
+            ModelConfig::Sgl(c) => Some((Backbone::Sgl, c)),
+            ModelConfig::Simgcl(c) => Some((Backbone::SimGcl, c)),
+            _ => None,
         }
     }
 }
@@ -177,11 +210,35 @@ impl ExperimentConfig {
         if self.data.max_history == 0 {
             bail!("data.max_history must be at least 1");
         }
-        self.data
-            .dataset
-            .parse::<DatasetSpec>()
-            .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
+        let presplit = crate::graph_run::presplit_dir(&self.data.dataset).ok().flatten().is_some()
+            || self.data.dataset.starts_with("rlmrec:");
+        if !(presplit && self.model.graph().is_some()) {
+            self.data
+                .dataset
+                .parse::<DatasetSpec>()
+                .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
+        }
         genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
+        if let Some((backbone, m)) = self.model.graph() {
+            m.resolve(backbone).map_err(anyhow::Error::msg)?;
+            self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(h) = &self.data.holdout {
+                h.validate().map_err(|e| anyhow::anyhow!("data.{e}"))?;
+            }
+            match (&m.align, &self.profiles) {
+                (Some(_), None) => bail!("model.align needs a [profiles] table (source = \"text\" or \"file\")"),
+                (None, Some(_)) => bail!("[profiles] is only used with model.align"),
+                (_, Some(p)) => p.validate()?,
+                _ => {}
+            }
+            return Ok(());
+        }
+        if self.data.holdout.is_some() || self.profiles.is_some() || self.eval.mask != MaskMode::Train {
+            bail!(
+                "data.holdout, [profiles] and eval.mask belong to the hold-out protocol of graph CF models (lightgcn, gccf, sgl, simgcl), not `{}`",
+                self.model.name()
+            );
+        }
         match &self.model {
             ModelConfig::Sasrec(m) => {
                 m.validate().map_err(|e| anyhow::anyhow!(e))?;
@@ -201,6 +258,7 @@ impl ExperimentConfig {
                 }
             }
             ModelConfig::Pop {} => {}
+            _ => unreachable!("graph models returned above"),
         }
         Ok(())
     }
@@ -311,7 +369,7 @@ pub fn utc_stamp() -> String {
     )
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -364,6 +422,10 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
         dir.display()
     ));
 
+    if let Some((backbone, model)) = config.model.graph() {
+        crate::graph_run::run(config, backbone, model, &dir, options, &mut log)?;
+        return Ok(dir);
+    }
     let (data, split) = prepare_data(config, &mut log)?;
     config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
 
@@ -405,6 +467,9 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
                 },
             )?
         }
+        ModelConfig::Lightgcn(_) | ModelConfig::Gccf(_) | ModelConfig::Sgl(_) | ModelConfig::Simgcl(_) => {
+            unreachable!("graph models ran above")
+        }
         ModelConfig::Sasrec(model) => dispatch(
             options.device,
             SasRecJob {
@@ -431,23 +496,7 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
         "trained {} in {train_seconds:.1}s, evaluated in {eval_seconds:.1}s",
         config.model.name()
     ));
-    if !curves.is_empty() {
-        write_curves(&dir.join("curves.csv"), &curves)?;
-        let loss: Vec<(f64, f64)> = curves.iter().map(|p| (p.epoch as f64, p.loss)).collect();
-        let valid: Vec<(f64, f64)> = curves
-            .iter()
-            .filter_map(|p| p.valid.map(|v| (p.epoch as f64, v)))
-            .collect();
-        let metric = &config.train.metric;
-        std::fs::write(
-            dir.join("loss.svg"),
-            crate::plot::line_chart("training loss", "epoch", "loss", &loss),
-        )?;
-        std::fs::write(
-            dir.join("valid.svg"),
-            crate::plot::line_chart(&format!("validation {metric}"), "epoch", metric, &valid),
-        )?;
-    }
+    write_curves_and_plots(&dir, &curves, &config.train.metric)?;
 
     let report = |split_name: &str, e: &Evaluation| MetricsReport {
         experiment: config.name.clone(),
@@ -460,6 +509,7 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
         invalid: e.invalid.clone().unwrap_or_default(),
         ranking: e.ranking.clone(),
         exclude_history: config.eval.exclude_history,
+        mask: None,
         train_seconds,
         eval_seconds,
         device: options.device.to_string(),
@@ -673,6 +723,28 @@ impl BackendJob for TigerJob<'_> {
             trained.curves,
         )
     }
+}
+
+/// curves.csv, loss.svg and valid.svg of a trained model (nothing for an untrained one).
+pub fn write_curves_and_plots(dir: &Path, curves: &[CurvePoint], metric: &str) -> Result<()> {
+    if curves.is_empty() {
+        return Ok(());
+    }
+    write_curves(&dir.join("curves.csv"), curves)?;
+    let loss: Vec<(f64, f64)> = curves.iter().map(|p| (p.epoch as f64, p.loss)).collect();
+    let valid: Vec<(f64, f64)> = curves
+        .iter()
+        .filter_map(|p| p.valid.map(|v| (p.epoch as f64, v)))
+        .collect();
+    std::fs::write(
+        dir.join("loss.svg"),
+        crate::plot::line_chart("training loss", "epoch", "loss", &loss),
+    )?;
+    std::fs::write(
+        dir.join("valid.svg"),
+        crate::plot::line_chart(&format!("validation {metric}"), "epoch", metric, &valid),
+    )?;
+    Ok(())
 }
 
 fn write_curves(path: &Path, curves: &[CurvePoint]) -> Result<()> {

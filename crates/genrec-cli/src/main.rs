@@ -4,6 +4,7 @@
 mod backend;
 mod experiment;
 mod features;
+mod graph_run;
 mod plot;
 mod tokenize;
 
@@ -387,6 +388,7 @@ fn real_main() -> Result<()> {
                 invalid: e.invalid.unwrap_or_default(),
                 ranking: "lists".into(),
                 exclude_history,
+                mask: None,
                 train_seconds: 0.0,
                 eval_seconds: 0.0,
                 device: "-".into(),

@@ -615,3 +615,111 @@ fn tiger_trains_end_to_end_over_its_own_index() {
     assert!(fails(&["run", c, "--set", "model.beam=5"]).contains("model.beam"));
     assert!(fails(&["run", c, "--set", "index.features=bogus"]).contains("index.features"));
 }
+
+/// Graph CF under the hold-out protocol: a pre-split directory and a seeded ratio split of a
+/// synthetic dataset, LightGCN and SimGCL, RLMRec-Con with profiles from files, and the errors
+/// a user meets first.
+#[test]
+fn graph_cf_trains_on_holdout_splits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let write = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let args = |config: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["run".to_string(), config.display().to_string(), "--out".into(), out.display().to_string()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run_ok = |config: &Path, extra: &[&str]| run_dir(&ok(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>()));
+    let run_fails = |config: &Path, extra: &[&str]| fails(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let metrics = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    let train = "[train]\nepochs = 6\nbatch_size = 256\nlr = 0.01\ngrad_clip = 0.0\neval_every = 3\nmetric = \"recall@20\"\n";
+
+    // 1. A synthetic dataset split 3:1:1 by the experiment.
+    let config = write(
+        "lightgcn.toml",
+        &format!(
+            "name = \"lgcn-e2e\"\nseed = 3\n[data]\ndataset = \"synthetic:users=200,items=60\"\n\
+             [data.holdout]\nseed = 1\n[model]\nkind = \"lightgcn\"\n{train}"
+        ),
+    );
+    let a = run_ok(&config, &[]);
+    let b = run_ok(&config, &[]);
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(ma["metrics"], mb["metrics"], "same seed, same metrics");
+    assert_eq!(ma["mask"], "train");
+    assert!(ma["metrics"]["recall@20"].as_f64().unwrap() > 0.0);
+    assert!(ma["metrics"]["precision@10"].is_number());
+    for f in ["curves.csv", "model.safetensors", "per_user.jsonl", "metrics_valid.json", "valid.svg"] {
+        assert!(a.join(f).exists(), "missing {f}");
+    }
+    let masked = run_ok(&config, &["--set", "eval.mask=\"train+valid\""]);
+    assert_eq!(metrics(&masked)["mask"], "train+valid");
+
+    // 2. Pre-split files (the rlmrec/amazon-book format), SimGCL.
+    let dir = tmp.path().join("split");
+    std::fs::create_dir(&dir).unwrap();
+    let (mut tr, mut va, mut te) = (String::from("# shape 30 20\n"), String::new(), String::new());
+    for u in 0..30 {
+        for k in 0..6 {
+            let i = (u / 3 * 2 + k) % 20;
+            let line = format!("{u}\t{i}\n");
+            match k {
+                4 => va += &line,
+                5 => te += &line,
+                _ => tr += &line,
+            }
+        }
+    }
+    std::fs::write(dir.join("train.tsv"), &tr).unwrap();
+    std::fs::write(dir.join("valid.tsv"), &va).unwrap();
+    std::fs::write(dir.join("test.tsv"), &te).unwrap();
+    let config = write(
+        "simgcl.toml",
+        &format!(
+            "name = \"simgcl-e2e\"\n[data]\ndataset = \"{}\"\n[model]\nkind = \"simgcl\"\ndim = 8\n{train}[eval]\nks = [5, 10]\n",
+            dir.display()
+        )
+        .replace("recall@20", "recall@10"),
+    );
+    let s = run_ok(&config, &[]);
+    assert_eq!(metrics(&s)["model"], "simgcl");
+    assert!(metrics(&s)["users"].as_u64().unwrap() > 0);
+    // An id outside the declared shape names the file and line.
+    std::fs::write(dir.join("valid.tsv"), format!("{va}3\t25\n")).unwrap();
+    let err = run_fails(&config, &[]);
+    assert!(err.contains("valid.tsv:31") && err.contains("outside the shape"), "{err}");
+
+    // 3. RLMRec-Con with profiles from files, and a profile file of the wrong row count.
+    let users = genrec_text::Matrix::new(200, 4, (0..800).map(|k| ((k * 7) % 11) as f32 - 5.0).collect());
+    let items = genrec_text::Matrix::new(60, 4, (0..240).map(|k| ((k * 5) % 13) as f32 - 6.0).collect());
+    let (uf, itf) = (tmp.path().join("users.npy"), tmp.path().join("items.npy"));
+    users.save(&uf).unwrap();
+    items.save(&itf).unwrap();
+    let con = write(
+        "con.toml",
+        &format!(
+            "name = \"con-e2e\"\nseed = 3\n[data]\ndataset = \"synthetic:users=200,items=60\"\n\
+             [model]\nkind = \"lightgcn\"\n[model.align]\nmethod = \"con\"\n\
+             [profiles]\nsource = \"file\"\nuser_file = \"{}\"\nitem_file = \"{}\"\n{train}",
+            uf.display(),
+            itf.display()
+        ),
+    );
+    let c = run_ok(&con, &[]);
+    assert!(metrics(&c)["metrics"]["recall@20"].as_f64().unwrap() > 0.0);
+    genrec_text::Matrix::new(59, 4, vec![0.5; 236]).save(&itf).unwrap();
+    let err = run_fails(&con, &[]);
+    assert!(err.contains("items.npy"), "{err}");
+    // Settings that do not fit the model are refused before any work.
+    let err = run_fails(&con, &["--set", "model.noise_eps=0.5"]);
+    assert!(err.contains("model.noise_eps"), "{err}");
+    // A pre-split hold-out is not a dataset for the leave-one-out models.
+    let err = run_fails(&config, &["--set", "model={kind=\"pop\"}"]);
+    assert!(err.contains("data.dataset"), "{err}");
+}

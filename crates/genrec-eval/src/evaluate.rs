@@ -50,6 +50,10 @@ pub struct EvalConfig {
     /// Bucket edges of the visible history length (default `[5, 10, 20]`).
     #[serde(default = "default_len_edges")]
     pub history_edges: Vec<usize>,
+    /// Hold-out protocol only (graph CF): which of the user's own items are removed from the
+    /// ranking, `train` (default) or `train+valid`; written into metrics.json.
+    #[serde(default)]
+    pub mask: crate::multi::MaskMode,
 }
 
 fn default_ks() -> Vec<usize> {
@@ -81,6 +85,7 @@ impl Default for EvalConfig {
             batch_size: default_batch(),
             popularity_edges: default_pop_edges(),
             history_edges: default_len_edges(),
+            mask: Default::default(),
         }
     }
 }

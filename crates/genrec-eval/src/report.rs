@@ -25,6 +25,9 @@ pub struct MetricsReport {
     /// `"full"` or `"sampled-N"`.
     pub ranking: String,
     pub exclude_history: bool,
+    /// Hold-out protocol: `"train"` or `"train+valid"`, the user's items removed from the ranking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub device: String,
@@ -180,6 +183,7 @@ pub fn published_rows(dataset: &str) -> Vec<Row> {
                 invalid: BTreeMap::new(),
                 ranking: "full".into(),
                 exclude_history: false,
+                mask: None,
                 train_seconds: 0.0,
                 eval_seconds: 0.0,
                 device: "-".into(),
@@ -205,6 +209,7 @@ mod tests {
             invalid: [("invalid@10".to_string(), 0.5)].into(),
             ranking: "full".into(),
             exclude_history: false,
+            mask: None,
             train_seconds: 0.0,
             eval_seconds: 0.0,
             device: "flex".into(),

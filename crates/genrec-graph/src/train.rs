@@ -6,7 +6,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use genrec_data::{HoldOut, ItemId, UserId};
-use genrec_eval::multi::{evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
+use genrec_eval::multi::{evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit, MaskMode};
 use genrec_eval::EvalConfig;
 use genrec_models::train::{train_model, Checkpoints, Task, TrainConfig, Trained};
 use rand::Rng;
@@ -129,6 +129,15 @@ pub fn evaluate_graph_cf<B: Backend>(
     evaluate_holdout_with(data, split, eval, |users| Ok(scorer.scores(users)))
 }
 
+/// The settings for scoring the validation split: `mask = "train+valid"` only applies to test
+/// (it would hide the very items being scored), so validation always masks the training items.
+pub fn validation_eval(eval: &HoldOutEvalConfig) -> HoldOutEvalConfig {
+    HoldOutEvalConfig {
+        mask: MaskMode::Train,
+        ..eval.clone()
+    }
+}
+
 /// Trains `backbone` on `data` with early stopping on the validation split (`train.metric`, e.g.
 /// `recall@20`) and returns the best model on the inference backend.
 #[allow(clippy::too_many_arguments)]
@@ -146,6 +155,7 @@ pub fn train_graph_cf<B: AutodiffBackend>(
 ) -> Result<Trained<GraphCf<B::InnerBackend>>, String> {
     let settings = config.resolve(backbone)?;
     data.validate().map_err(|e| e.to_string())?;
+    let eval = &validation_eval(eval);
     eval.validate(data.n_items, HoldOutSplit::Valid)?;
     let sampler = NegativeSampler::new(data)?;
     let pairs = training_pairs(data);

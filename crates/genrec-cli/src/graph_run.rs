@@ -1,0 +1,342 @@
+//! `genrec run` for graph CF models (LightGCN, GCCF, SGL, SimGCL, each with optional RLMRec
+//! alignment) under the hold-out protocol.
+//!
+//! Data: `data.dataset = "rlmrec:amazon-book"` reads the pre-split files under
+//! `$GENREC_DATA_DIR/rlmrec/amazon-book`; a directory holding `train.tsv` / `valid.tsv` /
+//! `test.tsv` is read the same way; any other dataset is loaded as usual and split at random by
+//! `[data.holdout]` (ratios 3:1:1, seed 0 by default).
+//!
+//! Profiles (`[profiles]`, needed by `model.align`): `source = "text"` embeds each item's own
+//! text with MiniLM (cached under GENREC_HOME) and gives each user the mean of their *training*
+//! items' vectors; `source = "file"` reads `user_file` / `item_file` (`.npy` / `.safetensors`
+//! matrices, one row per user / item id).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use genrec_data::{DatasetSpec, HoldOut};
+use genrec_eval::multi::{HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
+use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_graph::train::validation_eval;
+use genrec_graph::{evaluate_graph_cf, train_graph_cf, Backbone, Graph, GraphCfConfig, HostProfiles};
+use genrec_models::train::{Checkpoints, CurvePoint};
+use genrec_text::Matrix;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{dispatch, BackendJob, DeviceKind};
+use crate::experiment::{write_curves_and_plots, write_json, ExperimentConfig, Log, RunOptions};
+use crate::features::{BuildOptions, FeatureKind};
+
+/// Where user and item profiles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileSource {
+    /// MiniLM vectors of the items' own text; users = mean of their training items' vectors.
+    Text,
+    /// Matrices computed elsewhere (`user_file`, `item_file`).
+    File,
+}
+
+/// The `[profiles]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesConfig {
+    pub source: ProfileSource,
+    /// `file` only: `[n_users, d]` matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_file: Option<PathBuf>,
+    /// `file` only: `[n_items, d]` matrix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_file: Option<PathBuf>,
+}
+
+impl ProfilesConfig {
+    pub fn validate(&self) -> Result<()> {
+        let files = self.user_file.is_some() || self.item_file.is_some();
+        match self.source {
+            ProfileSource::File if self.user_file.is_none() || self.item_file.is_none() => {
+                bail!("profiles: source = \"file\" needs both user_file and item_file")
+            }
+            ProfileSource::Text if files => bail!("profiles.user_file / item_file: only source = \"file\" reads files"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The hold-out of the experiment's dataset, and the dataset itself when it was loaded whole
+/// (item text for profiles comes from it).
+fn load_holdout(config: &ExperimentConfig, log: &mut Log) -> Result<(HoldOut, Option<genrec_data::SequenceDataset>)> {
+    let name = &config.data.dataset;
+    let presplit = presplit_dir(name)?;
+    if let Some(dir) = presplit {
+        if config.data.holdout.is_some() {
+            bail!("data.holdout: `{name}` is already split; remove the [data.holdout] table");
+        }
+        let data = HoldOut::load_dir(&dir)?;
+        let [tr, va, te] = data.interactions();
+        log.line(&format!(
+            "loaded {name} ({}): {} users, {} items, train {tr} / valid {va} / test {te}",
+            dir.display(),
+            data.n_users,
+            data.n_items
+        ));
+        return Ok((data, None));
+    }
+    let spec: DatasetSpec = name.parse()?;
+    let raw = spec.load()?;
+    let (dataset, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
+    if report.removed_interactions > 0 {
+        log.line(&format!(
+            "k-core ({}, {}): removed {} users, {} items, {} interactions",
+            config.data.user_kcore,
+            config.data.item_kcore,
+            report.removed_users,
+            report.removed_items,
+            report.removed_interactions
+        ));
+    }
+    let split = config.data.holdout.clone().unwrap_or_default();
+    let data = HoldOut::from_dataset(&dataset, &split)?;
+    let [tr, va, te] = data.interactions();
+    log.line(&format!(
+        "{name}: {} users, {} items; hold-out {:?} seed {}: train {tr} / valid {va} / test {te}",
+        data.n_users, data.n_items, split.ratios, split.seed
+    ));
+    Ok((data, Some(dataset)))
+}
+
+/// `rlmrec:NAME` → `$GENREC_DATA_DIR/rlmrec/NAME`; a directory with the three split files →
+/// itself; anything else → `None` (a dataset to load and split).
+pub fn presplit_dir(name: &str) -> Result<Option<PathBuf>> {
+    if let Some(rest) = name.strip_prefix("rlmrec:") {
+        let root = std::env::var_os("GENREC_DATA_DIR")
+            .filter(|d| !d.is_empty())
+            .with_context(|| format!("data.dataset `{name}`: set GENREC_DATA_DIR to the folder holding rlmrec/{rest}"))?;
+        let dir = Path::new(&root).join("rlmrec").join(rest);
+        if !dir.join("train.tsv").exists() {
+            bail!("data.dataset `{name}`: {} has no train.tsv", dir.display());
+        }
+        return Ok(Some(dir));
+    }
+    let path = Path::new(name);
+    Ok((path.is_dir() && path.join("train.tsv").exists()).then(|| path.to_path_buf()))
+}
+
+/// Semantic profiles for `data`, as `[profiles]` says.
+fn build_profiles(
+    config: &ExperimentConfig,
+    data: &HoldOut,
+    dataset: Option<&genrec_data::SequenceDataset>,
+    device: DeviceKind,
+    log: &mut Log,
+) -> Result<HostProfiles> {
+    let profiles = config
+        .profiles
+        .as_ref()
+        .context("model.align needs a [profiles] table (source = \"text\" or \"file\")")?;
+    match profiles.source {
+        ProfileSource::File => {
+            let (uf, itf) = (profiles.user_file.as_ref().unwrap(), profiles.item_file.as_ref().unwrap());
+            let user = Matrix::load_checked(uf, data.n_users, None).map_err(anyhow::Error::msg)?;
+            let item = Matrix::load_checked(itf, data.n_items, Some(user.cols)).map_err(anyhow::Error::msg)?;
+            log.line(&format!("profiles: {} users × {} and {} items from files", user.rows, user.cols, item.rows));
+            Ok(HostProfiles {
+                dim: user.cols,
+                user: user.data,
+                item: item.data,
+            })
+        }
+        ProfileSource::Text => {
+            let dataset = dataset.with_context(|| {
+                format!(
+                    "profiles.source = \"text\": `{}` has no item text here; use source = \"file\"",
+                    config.data.dataset
+                )
+            })?;
+            let options = BuildOptions {
+                dataset: config.data.dataset.clone(),
+                kind: FeatureKind::Text,
+                template: None,
+                dim: 0,
+                tfidf: true,
+                batch_size: 64,
+                cache: true,
+                out: None,
+                device,
+                seed: config.seed,
+            };
+            let items = crate::features::vectors(&options, dataset)?.matrix;
+            let dim = items.cols;
+            // A user's profile sees only their training items, never validation or test.
+            let mut user = vec![0f32; data.n_users * dim];
+            for (u, train) in data.train.iter().enumerate() {
+                let row = &mut user[u * dim..(u + 1) * dim];
+                for &i in train {
+                    row.iter_mut().zip(items.row(i as usize)).for_each(|(a, &b)| *a += b);
+                }
+                row.iter_mut().for_each(|a| *a /= train.len() as f32);
+            }
+            log.line(&format!(
+                "profiles: MiniLM item text ({} × {dim}); users = mean of their training items",
+                items.rows
+            ));
+            Ok(HostProfiles {
+                user,
+                item: items.data,
+                dim,
+            })
+        }
+    }
+}
+
+struct GraphJob<'a> {
+    config: &'a ExperimentConfig,
+    backbone: Backbone,
+    model: &'a GraphCfConfig,
+    data: &'a HoldOut,
+    profiles: Option<&'a HostProfiles>,
+    dir: &'a Path,
+    resume: bool,
+    log: &'a mut Log,
+}
+
+struct GraphOutcome {
+    valid: HoldOutEvaluation,
+    test: HoldOutEvaluation,
+    train_seconds: f64,
+    eval_seconds: f64,
+    curves: Vec<CurvePoint>,
+}
+
+impl BackendJob for GraphJob<'_> {
+    type Output = Result<GraphOutcome>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let c = self.config;
+        let eval = holdout_eval(c);
+        let started = Instant::now();
+        let log = &mut *self.log;
+        let trained = train_graph_cf::<B>(
+            self.backbone,
+            self.model,
+            &c.train,
+            &eval,
+            self.data,
+            self.profiles,
+            c.seed,
+            &device,
+            Checkpoints {
+                dir: Some(self.dir),
+                resume: self.resume,
+            },
+            &mut |m| log.line(m),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let train_seconds = trained.curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
+        log.line(&format!(
+            "best epoch {} (valid {} {:.4})",
+            trained.best_epoch, c.train.metric, trained.best_valid
+        ));
+        let settings = self.model.resolve(self.backbone).map_err(anyhow::Error::msg)?;
+        let graph = Graph::<B::InnerBackend>::new(self.data, &device);
+        let started = Instant::now();
+        let valid_eval = validation_eval(&eval);
+        let valid = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Valid, &valid_eval)
+            .map_err(anyhow::Error::msg)?;
+        let test = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Test, &eval)
+            .map_err(anyhow::Error::msg)?;
+        Ok(GraphOutcome {
+            valid,
+            test,
+            train_seconds,
+            eval_seconds: started.elapsed().as_secs_f64(),
+            curves: trained.curves,
+        })
+    }
+}
+
+/// `[eval]` as the hold-out evaluator reads it.
+fn holdout_eval(config: &ExperimentConfig) -> HoldOutEvalConfig {
+    HoldOutEvalConfig {
+        ks: config.eval.ks.clone(),
+        mask: config.eval.mask,
+        batch_size: config.eval.batch_size,
+    }
+}
+
+/// Trains and evaluates a graph CF experiment into `dir`.
+pub fn run(
+    config: &ExperimentConfig,
+    backbone: Backbone,
+    model: &GraphCfConfig,
+    dir: &Path,
+    options: &RunOptions,
+    log: &mut Log,
+) -> Result<()> {
+    let (data, dataset) = load_holdout(config, log)?;
+    let profiles = match &model.align {
+        Some(_) => Some(build_profiles(config, &data, dataset.as_ref(), options.device, log)?),
+        None => None,
+    };
+    let outcome = dispatch(
+        options.device,
+        GraphJob {
+            config,
+            backbone,
+            model,
+            data: &data,
+            profiles: profiles.as_ref(),
+            dir,
+            resume: options.resume.is_some(),
+            log,
+        },
+    )?;
+    log.line(&format!(
+        "trained {} in {:.1}s, evaluated in {:.1}s",
+        config.model.name(),
+        outcome.train_seconds,
+        outcome.eval_seconds
+    ));
+    write_curves_and_plots(dir, &outcome.curves, &config.train.metric)?;
+    let report = |split: &str, e: &HoldOutEvaluation| MetricsReport {
+        experiment: config.name.clone(),
+        dataset: config.data.dataset.clone(),
+        model: config.model.name().into(),
+        split: split.into(),
+        seed: config.seed,
+        users: e.users,
+        metrics: e.metrics.clone(),
+        invalid: Default::default(),
+        ranking: e.ranking.clone(),
+        exclude_history: true,
+        mask: Some(e.mask.label().into()),
+        train_seconds: outcome.train_seconds,
+        eval_seconds: outcome.eval_seconds,
+        device: options.device.to_string(),
+        groups: Default::default(),
+    };
+    let (valid, test) = (report("valid", &outcome.valid), report("test", &outcome.test));
+    write_json(&dir.join("metrics.json"), &test)?;
+    write_json(&dir.join("metrics_valid.json"), &valid)?;
+    let mut text = String::new();
+    for o in &outcome.test.outcomes {
+        text += &serde_json::to_string(o)?;
+        text.push('\n');
+    }
+    std::fs::write(dir.join("per_user.jsonl"), text)?;
+    let rows = [
+        Row {
+            label: "valid".into(),
+            report: valid,
+        },
+        Row {
+            label: "test".into(),
+            report: test,
+        },
+    ];
+    log.line(&format!("\n{}", markdown_table(&rows, None)));
+    Ok(())
+}
