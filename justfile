@@ -57,6 +57,12 @@ tiger-beauty *ARGS:
 tiger-toys *ARGS:
     {{genrec}} run experiments/tiger-toys.toml {{ARGS}}
 
+# Graph CF on RLMRec's amazon-book split (GENREC_DATA_DIR must hold rlmrec/amazon-book).
+lightgcn-amazon-book *ARGS:
+    {{genrec}} run experiments/lightgcn-amazon-book.toml {{ARGS}}
+simgcl-amazon-book *ARGS:
+    {{genrec}} run experiments/simgcl-amazon-book.toml {{ARGS}}
+
 # Continue an interrupted run from its last completed epoch.
 resume RUN_DIR *ARGS:
     {{genrec}} run --resume {{RUN_DIR}} {{ARGS}}
@@ -110,6 +116,14 @@ anchor-tiger *ARGS:
 bench-minilm:
     {{genrec}} features build amazon-p5:Beauty --kind text --no-cache --out target/minilm-beauty.npy
     /tmp/torchenv/bin/python benches/anchors/minilm_encode.py ${GENREC_HOME:-$HOME/.cache/genrec}/models/minilm target/minilm-beauty.texts.txt target/minilm-beauty.npy
+
+# LightGCN on amazon-book: one training epoch and one full validation pass (torch_lightgcn_rlmrec.py shape).
+bench-graph:
+    cargo bench -p genrec-benches --bench graph_epoch
+
+# The PyTorch anchor of bench-graph: 6 timed epochs and one evaluation pass.
+anchor-graph:
+    /tmp/torchenv/bin/python ../shared/anchors/torch_lightgcn_rlmrec.py --timing-only 6
 
 # The PyTorch anchor of bench-eval (needs /tmp/torchenv, see ../shared/anchors/README.md).
 anchor-eval:

@@ -476,10 +476,10 @@ fn real_main() -> Result<()> {
         }
         Command::Compare { a, b, metric } => {
             let (ra, rb) = (read_per_user(&a)?, read_per_user(&b)?);
-            let mut by_user: std::collections::HashMap<u32, &UserOutcome> = rb.iter().map(|o| (o.user, o)).collect();
-            let pairs: Vec<(&UserOutcome, &UserOutcome)> = ra
+            let mut by_user: std::collections::HashMap<u32, &PerUser> = rb.iter().map(|o| (o.user(), o)).collect();
+            let pairs: Vec<(&PerUser, &PerUser)> = ra
                 .iter()
-                .filter_map(|o| by_user.remove(&o.user).map(|p| (o, p)))
+                .filter_map(|o| by_user.remove(&o.user()).map(|p| (o, p)))
                 .collect();
             if pairs.len() != ra.len() || pairs.len() != rb.len() {
                 bail!(
@@ -491,8 +491,9 @@ fn real_main() -> Result<()> {
             }
             println!("| metric | A | B | t | p (t-test) | p (Wilcoxon) | users |\n|---|---:|---:|---:|---:|---:|---:|");
             for m in &metric {
-                let value = |o: &UserOutcome| {
-                    user_value(m, o.rank).with_context(|| format!("unknown metric `{m}` (recall@K, ndcg@K, mrr@K)"))
+                let value = |o: &PerUser| {
+                    o.value(m)
+                        .with_context(|| format!("unknown metric `{m}` (recall@K, ndcg@K; mrr@K for leave-one-out, precision@K for hold-out)"))
                 };
                 let va = pairs.iter().map(|(x, _)| value(x)).collect::<Result<Vec<f64>>>()?;
                 let vb = pairs.iter().map(|(_, y)| value(y)).collect::<Result<Vec<f64>>>()?;
@@ -513,7 +514,32 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
-fn read_per_user(run: &std::path::Path) -> Result<Vec<UserOutcome>> {
+/// One line of per_user.jsonl: a leave-one-out outcome (one target) or a hold-out outcome
+/// (several relevant items).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PerUser {
+    Multi(genrec_eval::multi::MultiOutcome),
+    Single(UserOutcome),
+}
+
+impl PerUser {
+    fn user(&self) -> u32 {
+        match self {
+            PerUser::Multi(o) => o.user,
+            PerUser::Single(o) => o.user,
+        }
+    }
+
+    fn value(&self, metric: &str) -> Option<f64> {
+        match self {
+            PerUser::Multi(o) => o.value(metric),
+            PerUser::Single(o) => user_value(metric, o.rank),
+        }
+    }
+}
+
+fn read_per_user(run: &std::path::Path) -> Result<Vec<PerUser>> {
     let path = if run.is_dir() {
         run.join("per_user.jsonl")
     } else {

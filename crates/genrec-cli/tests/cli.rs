@@ -705,7 +705,7 @@ fn graph_cf_trains_on_holdout_splits() {
         "con.toml",
         &format!(
             "name = \"con-e2e\"\nseed = 3\n[data]\ndataset = \"synthetic:users=200,items=60\"\n\
-             [model]\nkind = \"lightgcn\"\n[model.align]\nmethod = \"con\"\n\
+             [data.holdout]\nseed = 1\n[model]\nkind = \"lightgcn\"\n[model.align]\nmethod = \"con\"\n\
              [profiles]\nsource = \"file\"\nuser_file = \"{}\"\nitem_file = \"{}\"\n{train}",
             uf.display(),
             itf.display()
@@ -713,6 +713,9 @@ fn graph_cf_trains_on_holdout_splits() {
     );
     let c = run_ok(&con, &[]);
     assert!(metrics(&c)["metrics"]["recall@20"].as_f64().unwrap() > 0.0);
+    // Paired per-user tests between the plain backbone and RLMRec-Con on the same split.
+    let table = ok(&["compare", a.to_str().unwrap(), c.to_str().unwrap(), "--metric", "recall@20,precision@10"]);
+    assert!(table.contains("| recall@20 |") && table.contains("| precision@10 |"), "{table}");
     genrec_text::Matrix::new(59, 4, vec![0.5; 236]).save(&itf).unwrap();
     let err = run_fails(&con, &[]);
     assert!(err.contains("items.npy"), "{err}");
