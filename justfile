@@ -63,6 +63,18 @@ lightgcn-amazon-book *ARGS:
 simgcl-amazon-book *ARGS:
     {{genrec}} run experiments/simgcl-amazon-book.toml {{ARGS}}
 
+# RLMRec with item-text profiles (MiniLM; users = mean of their training items) against the same
+# backbone, SEEDS seeds each (0, 1, …; the hold-out split stays fixed): the plain backbone (= Con
+# with weight 0), +Con, +Gen, and Gen with weight 0 (its node masking without the reconstruction
+# loss). Then mean ± std per variant; `genrec compare A B --metric recall@20,ndcg@20` gives the
+# paired per-user tests. DATASET: beauty or ml1m.
+rlmrec BACKBONE="lightgcn" DATASET="beauty" SEEDS="3" *ARGS="":
+    {{genrec}} run experiments/{{BACKBONE}}-{{DATASET}}.toml --out runs/rlmrec --seed 0 --seeds {{SEEDS}} {{ARGS}}
+    {{genrec}} run experiments/{{BACKBONE}}-{{DATASET}}.toml --out runs/rlmrec --seed 0 --seeds {{SEEDS}} --set name={{BACKBONE}}-{{DATASET}}-con --set model.align.method=con --set profiles.source=text {{ARGS}}
+    {{genrec}} run experiments/{{BACKBONE}}-{{DATASET}}.toml --out runs/rlmrec --seed 0 --seeds {{SEEDS}} --set name={{BACKBONE}}-{{DATASET}}-gen --set model.align.method=gen --set profiles.source=text {{ARGS}}
+    {{genrec}} run experiments/{{BACKBONE}}-{{DATASET}}.toml --out runs/rlmrec --seed 0 --seeds {{SEEDS}} --set name={{BACKBONE}}-{{DATASET}}-gen0 --set model.align.method=gen --set model.align.weight=0.0 --set profiles.source=text {{ARGS}}
+    {{genrec}} report --aggregate runs/rlmrec/{{BACKBONE}}-{{DATASET}}-*
+
 # Continue an interrupted run from its last completed epoch.
 resume RUN_DIR *ARGS:
     {{genrec}} run --resume {{RUN_DIR}} {{ARGS}}

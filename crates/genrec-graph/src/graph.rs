@@ -12,10 +12,11 @@
 //! ```
 //!
 //! which is differentiable on every backend (the backward of `select` is a scatter-add and vice
-//! versa). Edge dropout multiplies `w` by a 0/1 mask drawn on the host from the training loop's
-//! seeded stream: each stored entry is kept with probability `keep` independently (so the two
-//! directions of an edge are dropped independently) and kept values are *not* rescaled, exactly
-//! as the reference's `SpAdjEdgeDrop`.
+//! versa). Edge dropout draws a keep mask on the host from the training loop's seeded stream: each
+//! stored entry is kept with probability `keep` independently (so the two directions of an edge
+//! are dropped independently) and kept values are *not* rescaled, exactly as the reference's
+//! `SpAdjEdgeDrop`. The dropped entries are removed from the list (not zeroed), so a dropped
+//! graph costs `keep` times the work of the full one, as the reference's smaller sparse matrix.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
@@ -23,11 +24,9 @@ use genrec_data::HoldOut;
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 
-/// The normalised bipartite adjacency as an edge list on a device.
+/// A weighted edge list on a device: the full adjacency or an edge-dropped copy.
 #[derive(Debug, Clone)]
-pub struct Graph<B: Backend> {
-    pub n_users: usize,
-    pub n_items: usize,
+pub struct Edges<B: Backend> {
     /// Destination node of each entry, `[nnz]`.
     rows: Tensor<B, 1, Int>,
     /// Source node of each entry, `[nnz]`.
@@ -35,6 +34,33 @@ pub struct Graph<B: Backend> {
     /// `1/sqrt(deg(row) · deg(col))` of each entry, `[nnz]`.
     weights: Tensor<B, 1>,
     nnz: usize,
+}
+
+impl<B: Backend> Edges<B> {
+    fn new(rows: Vec<i64>, cols: Vec<i64>, weights: Vec<f32>, device: &B::Device) -> Self {
+        let nnz = rows.len();
+        Edges {
+            rows: Tensor::from_data(TensorData::new(rows, [nnz]), device),
+            cols: Tensor::from_data(TensorData::new(cols, [nnz]), device),
+            weights: Tensor::from_data(TensorData::new(weights, [nnz]), device),
+            nnz,
+        }
+    }
+
+    /// Stored entries.
+    pub fn nnz(&self) -> usize {
+        self.nnz
+    }
+}
+
+/// The normalised bipartite adjacency: host copy (for edge dropout) and device edge list.
+#[derive(Debug, Clone)]
+pub struct Graph<B: Backend> {
+    pub n_users: usize,
+    pub n_items: usize,
+    host: (Vec<i64>, Vec<i64>, Vec<f32>),
+    full: Edges<B>,
+    device: B::Device,
 }
 
 /// The host-side edge list: `(rows, cols, weights)` sorted by (row, column), both directions of
@@ -69,14 +95,13 @@ impl<B: Backend> Graph<B> {
     /// The graph of `data`'s training interactions on `device`.
     pub fn new(data: &HoldOut, device: &B::Device) -> Self {
         let (rows, cols, weights) = normalised_edges(data);
-        let nnz = rows.len();
+        let full = Edges::new(rows.clone(), cols.clone(), weights.clone(), device);
         Graph {
             n_users: data.n_users,
             n_items: data.n_items,
-            rows: Tensor::from_data(TensorData::new(rows, [nnz]), device),
-            cols: Tensor::from_data(TensorData::new(cols, [nnz]), device),
-            weights: Tensor::from_data(TensorData::new(weights, [nnz]), device),
-            nnz,
+            host: (rows, cols, weights),
+            full,
+            device: device.clone(),
         }
     }
 
@@ -87,44 +112,49 @@ impl<B: Backend> Graph<B> {
 
     /// Stored entries (twice the distinct training pairs).
     pub fn nnz(&self) -> usize {
-        self.nnz
+        self.full.nnz
     }
 
-    /// The full normalised weights, `[nnz]`.
-    pub fn weights(&self) -> Tensor<B, 1> {
-        self.weights.clone()
+    /// The full normalised adjacency.
+    pub fn edges(&self) -> Edges<B> {
+        self.full.clone()
     }
 
-    /// The weights with each entry kept with probability `keep` (not rescaled), `[nnz]`. `keep
-    /// ≥ 1` returns the full weights without drawing. The keep test uses 16 random bits per
-    /// entry, so `keep` is rounded to 1/65536.
-    pub fn dropped_weights(&self, keep: f64, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
+    /// The adjacency with each entry kept with probability `keep`, values not rescaled. `keep ≥ 1`
+    /// returns the full adjacency without drawing. The keep test uses 16 random bits per entry,
+    /// so `keep` is rounded to 1/65536.
+    pub fn dropped(&self, keep: f64, rng: &mut ChaCha8Rng) -> Edges<B> {
         if keep >= 1.0 {
-            return self.weights();
+            return self.edges();
         }
         let threshold = (keep * 65536.0).round() as u64;
-        let mut mask = Vec::with_capacity(self.nnz + 3);
-        while mask.len() < self.nnz {
-            let bits = rng.next_u64();
-            for k in 0..4 {
-                mask.push(if (bits >> (16 * k)) & 0xffff < threshold { 1.0f32 } else { 0.0 });
+        let (rows, cols, weights) = &self.host;
+        let n = rows.len();
+        let expected = (n as f64 * keep) as usize + 64;
+        let (mut r, mut c, mut w) = (Vec::with_capacity(expected), Vec::with_capacity(expected), Vec::with_capacity(expected));
+        let mut bits = 0u64;
+        for k in 0..n {
+            if k % 4 == 0 {
+                bits = rng.next_u64();
+            }
+            if (bits >> (16 * (k % 4))) & 0xffff < threshold {
+                r.push(rows[k]);
+                c.push(cols[k]);
+                w.push(weights[k]);
             }
         }
-        mask.truncate(self.nnz);
-        let mask = Tensor::from_data(TensorData::new(mask, [self.nnz]), &self.weights.device());
-        self.weights.clone() * mask
+        Edges::new(r, c, w, &self.device)
     }
 
-    /// One propagation step `Â·x` with per-entry weights `weights` (from [`weights`](Self::weights)
-    /// or [`dropped_weights`](Self::dropped_weights)).
+    /// One propagation step `Â·x` over `edges` (from [`edges`](Self::edges) or
+    /// [`dropped`](Self::dropped)).
     ///
     /// # Shapes
     /// - `x`: `[n_nodes, d]`
-    /// - `weights`: `[nnz]`
     /// - output: `[n_nodes, d]`
-    pub fn propagate(&self, x: Tensor<B, 2>, weights: Tensor<B, 1>) -> Tensor<B, 2> {
-        let messages = x.clone().select(0, self.cols.clone()) * weights.unsqueeze_dim(1);
-        x.zeros_like().select_assign(0, self.rows.clone(), messages, IndexingUpdateOp::Add)
+    pub fn propagate(&self, x: Tensor<B, 2>, edges: &Edges<B>) -> Tensor<B, 2> {
+        let messages = x.clone().select(0, edges.cols.clone()) * edges.weights.clone().unsqueeze_dim(1);
+        x.zeros_like().select_assign(0, edges.rows.clone(), messages, IndexingUpdateOp::Add)
     }
 }
 
@@ -180,7 +210,7 @@ mod tests {
             }
         }
         let x: Vec<f32> = (0..n * 3).map(|k| (k as f32 * 0.37).sin()).collect();
-        let got = g.propagate(Tensor::from_data(TensorData::new(x.clone(), [n, 3]), &device), g.weights());
+        let got = g.propagate(Tensor::from_data(TensorData::new(x.clone(), [n, 3]), &device), &g.edges());
         let got = got.into_data().to_vec::<f32>().unwrap();
         for r in 0..n {
             for d in 0..3 {
@@ -199,9 +229,9 @@ mod tests {
         let x = Tensor::<A, 2>::from_data(TensorData::new(vec![0.5f32; 10], [5, 2]), &device).require_grad();
         let c: Vec<f32> = (0..10).map(|k| k as f32 - 3.0).collect();
         let c = Tensor::<A, 2>::from_data(TensorData::new(c, [5, 2]), &device);
-        let loss = (g.propagate(x.clone(), g.weights()) * c.clone()).sum();
+        let loss = (g.propagate(x.clone(), &g.edges()) * c.clone()).sum();
         let grad = x.grad(&loss.backward()).unwrap().into_data().to_vec::<f32>().unwrap();
-        let want = g.propagate(c, g.weights()).into_data().to_vec::<f32>().unwrap();
+        let want = g.propagate(c, &g.edges()).into_data().to_vec::<f32>().unwrap();
         for (a, b) in grad.iter().zip(&want) {
             assert!((a - b).abs() < 1e-6, "{grad:?} vs {want:?}");
         }
@@ -221,15 +251,23 @@ mod tests {
             train,
         };
         let g = Graph::<B>::new(&data, &device);
-        let full = g.weights().into_data().to_vec::<f32>().unwrap();
+        let (rows, cols, full) = normalised_edges(&data);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let kept = g.dropped_weights(0.8, &mut rng).into_data().to_vec::<f32>().unwrap();
-        let n_kept = kept.iter().filter(|&&w| w != 0.0).count();
-        let frac = n_kept as f64 / full.len() as f64;
+        let kept = g.dropped(0.8, &mut rng);
+        let frac = kept.nnz() as f64 / full.len() as f64;
         assert!((frac - 0.8).abs() < 0.03, "kept {frac}");
-        for (k, f) in kept.iter().zip(&full) {
-            assert!(*k == 0.0 || k == f, "kept values are not rescaled");
+        // Every kept entry is an original entry with its original (unscaled) weight, in order.
+        let kr = kept.rows.clone().into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let kc = kept.cols.clone().into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        let kw = kept.weights.clone().into_data().to_vec::<f32>().unwrap();
+        let mut k = 0;
+        for e in 0..full.len() {
+            if k < kr.len() && (kr[k], kc[k]) == (rows[e], cols[e]) {
+                assert_eq!(kw[k], full[e], "kept values are not rescaled");
+                k += 1;
+            }
         }
-        assert_eq!(g.dropped_weights(1.0, &mut rng).into_data().to_vec::<f32>().unwrap(), full);
+        assert_eq!(k, kr.len());
+        assert_eq!(g.dropped(1.0, &mut rng).nnz(), full.len());
     }
 }

@@ -14,26 +14,25 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
-use crate::graph::Graph;
+use crate::graph::{Edges, Graph};
 use crate::model::{Combine, Settings};
 
-/// `[E_0, E_1, …, E_L]` with `E_{l+1} = after_layer(Â E_l)` under the given entry weights.
+/// `[E_0, E_1, …, E_L]` with `E_{l+1} = after_layer(Â E_l)` over `edges`.
 /// `after_layer` is the identity except for SimGCL, which adds noise there.
 ///
 /// # Shapes
 /// - `ego`: `[n_nodes, d]`
-/// - `weights`: `[nnz]`
 /// - output: `layers + 1` tensors of `[n_nodes, d]`
 pub fn layer_outputs<B: Backend>(
     graph: &Graph<B>,
     ego: Tensor<B, 2>,
-    weights: Tensor<B, 1>,
+    edges: &Edges<B>,
     layers: usize,
     after_layer: &mut dyn FnMut(Tensor<B, 2>) -> Tensor<B, 2>,
 ) -> Vec<Tensor<B, 2>> {
     let mut out = vec![ego];
     for _ in 0..layers {
-        let next = after_layer(graph.propagate(out[out.len() - 1].clone(), weights.clone()));
+        let next = after_layer(graph.propagate(out[out.len() - 1].clone(), edges));
         out.push(next);
     }
     out
@@ -65,6 +64,6 @@ pub fn combine<B: Backend>(layers: Vec<Tensor<B, 2>>, how: Combine) -> Tensor<B,
 /// - `ego`: `[n_nodes, dim]`
 /// - output: `[n_nodes, dim]`
 pub fn training_view<B: Backend>(graph: &Graph<B>, ego: Tensor<B, 2>, settings: &Settings, rng: &mut ChaCha8Rng) -> Tensor<B, 2> {
-    let weights = graph.dropped_weights(settings.keep_rate, rng);
-    combine(layer_outputs(graph, ego, weights, settings.layers, &mut |x| x), settings.combine())
+    let edges = graph.dropped(settings.keep_rate, rng);
+    combine(layer_outputs(graph, ego, &edges, settings.layers, &mut |x| x), settings.combine())
 }

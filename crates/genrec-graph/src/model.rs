@@ -250,7 +250,7 @@ impl<B: Backend> GraphCf<B> {
     /// # Shapes
     /// - output: `[n_users + n_items, output_dim]`, users first
     pub fn embed(&self, settings: &Settings, graph: &Graph<B>) -> Tensor<B, 2> {
-        let layers = lightgcn::layer_outputs(graph, self.ego(), graph.weights(), settings.layers, &mut |x| x);
+        let layers = lightgcn::layer_outputs(graph, self.ego(), &graph.edges(), settings.layers, &mut |x| x);
         lightgcn::combine(layers, settings.combine())
     }
 }

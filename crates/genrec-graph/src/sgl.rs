@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
-use crate::graph::Graph;
+use crate::graph::{Edges, Graph};
 use crate::lightgcn::{combine, layer_outputs};
 use crate::losses::info_nce_sum;
 use crate::model::{pick, Settings, Triples};
@@ -25,10 +25,10 @@ pub fn views<B: Backend>(
     batch: &Triples<B>,
     rng: &mut ChaCha8Rng,
 ) -> (Tensor<B, 2>, Tensor<B, 1>) {
-    let view = |weights| combine(layer_outputs(graph, ego.clone(), weights, settings.layers, &mut |x| x), settings.combine());
-    let first = view(graph.dropped_weights(settings.keep_rate, rng));
-    let second = view(graph.dropped_weights(settings.keep_rate, rng));
-    let clean = view(graph.weights());
+    let view = |edges: &Edges<B>| combine(layer_outputs(graph, ego.clone(), edges, settings.layers, &mut |x| x), settings.combine());
+    let first = view(&graph.dropped(settings.keep_rate, rng));
+    let second = view(&graph.dropped(settings.keep_rate, rng));
+    let clean = view(&graph.edges());
     let (a, b) = (pick(&first, graph.n_users, batch), pick(&second, graph.n_users, batch));
     let n = graph.n_users;
     let [nodes, d] = second.dims();

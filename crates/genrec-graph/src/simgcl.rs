@@ -48,13 +48,13 @@ pub fn views<B: Backend>(
 ) -> (Tensor<B, 2>, Tensor<B, 1>) {
     let eps = settings.noise_eps;
     let mut noisy = || {
-        let layers = layer_outputs(graph, ego.clone(), graph.weights(), settings.layers, &mut |x| perturb(x, eps, rng));
+        let layers = layer_outputs(graph, ego.clone(), &graph.edges(), settings.layers, &mut |x| perturb(x, eps, rng));
         combine(layers, settings.combine())
     };
     let first = noisy();
     let second = noisy();
     let clean = combine(
-        layer_outputs(graph, ego.clone(), graph.weights(), settings.layers, &mut |x| x),
+        layer_outputs(graph, ego.clone(), &graph.edges(), settings.layers, &mut |x| x),
         settings.combine(),
     );
     let (a, b) = (pick(&first, graph.n_users, batch), pick(&second, graph.n_users, batch));
