@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use genrec_data::{DatasetSpec, HoldOutConfig, LeaveOneOut, SequenceDataset, SplitConfig};
-use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::multi::MaskMode;
+use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_models::pop::Popularity;
@@ -210,7 +210,10 @@ impl ExperimentConfig {
         if self.data.max_history == 0 {
             bail!("data.max_history must be at least 1");
         }
-        let presplit = crate::graph_run::presplit_dir(&self.data.dataset).ok().flatten().is_some()
+        let presplit = crate::graph_run::presplit_dir(&self.data.dataset)
+            .ok()
+            .flatten()
+            .is_some()
             || self.data.dataset.starts_with("rlmrec:");
         if !(presplit && self.model.graph().is_some()) {
             self.data

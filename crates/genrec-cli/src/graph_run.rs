@@ -113,7 +113,9 @@ pub fn presplit_dir(name: &str) -> Result<Option<PathBuf>> {
     if let Some(rest) = name.strip_prefix("rlmrec:") {
         let root = std::env::var_os("GENREC_DATA_DIR")
             .filter(|d| !d.is_empty())
-            .with_context(|| format!("data.dataset `{name}`: set GENREC_DATA_DIR to the folder holding rlmrec/{rest}"))?;
+            .with_context(|| {
+                format!("data.dataset `{name}`: set GENREC_DATA_DIR to the folder holding rlmrec/{rest}")
+            })?;
         let dir = Path::new(&root).join("rlmrec").join(rest);
         if !dir.join("train.tsv").exists() {
             bail!("data.dataset `{name}`: {} has no train.tsv", dir.display());
@@ -138,10 +140,16 @@ fn build_profiles(
         .context("model.align needs a [profiles] table (source = \"text\" or \"file\")")?;
     match profiles.source {
         ProfileSource::File => {
-            let (uf, itf) = (profiles.user_file.as_ref().unwrap(), profiles.item_file.as_ref().unwrap());
+            let (uf, itf) = (
+                profiles.user_file.as_ref().unwrap(),
+                profiles.item_file.as_ref().unwrap(),
+            );
             let user = Matrix::load_checked(uf, data.n_users, None).map_err(anyhow::Error::msg)?;
             let item = Matrix::load_checked(itf, data.n_items, Some(user.cols)).map_err(anyhow::Error::msg)?;
-            log.line(&format!("profiles: {} users × {} and {} items from files", user.rows, user.cols, item.rows));
+            log.line(&format!(
+                "profiles: {} users × {} and {} items from files",
+                user.rows, user.cols, item.rows
+            ));
             Ok(HostProfiles {
                 dim: user.cols,
                 user: user.data,
@@ -235,7 +243,10 @@ impl BackendJob for GraphJob<'_> {
         )
         .map_err(anyhow::Error::msg)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let train_seconds = trained.curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
+        let train_seconds = trained
+            .curves
+            .last()
+            .map_or(train_seconds, |p| p.seconds.max(train_seconds));
         log.line(&format!(
             "best epoch {} (valid {} {:.4})",
             trained.best_epoch, c.train.metric, trained.best_valid
@@ -244,8 +255,15 @@ impl BackendJob for GraphJob<'_> {
         let graph = Graph::<B::InnerBackend>::new(self.data, &device);
         let started = Instant::now();
         let valid_eval = validation_eval(&eval);
-        let valid = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Valid, &valid_eval)
-            .map_err(anyhow::Error::msg)?;
+        let valid = evaluate_graph_cf(
+            &trained.model,
+            &settings,
+            &graph,
+            self.data,
+            HoldOutSplit::Valid,
+            &valid_eval,
+        )
+        .map_err(anyhow::Error::msg)?;
         let test = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Test, &eval)
             .map_err(anyhow::Error::msg)?;
         Ok(GraphOutcome {

@@ -629,16 +629,25 @@ fn graph_cf_trains_on_holdout_splits() {
         p
     };
     let args = |config: &Path, extra: &[&str]| -> Vec<String> {
-        let mut a = vec!["run".to_string(), config.display().to_string(), "--out".into(), out.display().to_string()];
+        let mut a = vec![
+            "run".to_string(),
+            config.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let run_ok = |config: &Path, extra: &[&str]| run_dir(&ok(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>()));
-    let run_fails = |config: &Path, extra: &[&str]| fails(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>());
+    let run_ok = |config: &Path, extra: &[&str]| {
+        run_dir(&ok(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let run_fails =
+        |config: &Path, extra: &[&str]| fails(&args(config, extra).iter().map(String::as_str).collect::<Vec<_>>());
     let metrics = |dir: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
     };
-    let train = "[train]\nepochs = 6\nbatch_size = 256\nlr = 0.01\ngrad_clip = 0.0\neval_every = 3\nmetric = \"recall@20\"\n";
+    let train =
+        "[train]\nepochs = 6\nbatch_size = 256\nlr = 0.01\ngrad_clip = 0.0\neval_every = 3\nmetric = \"recall@20\"\n";
 
     // 1. A synthetic dataset split 3:1:1 by the experiment.
     let config = write(
@@ -655,7 +664,13 @@ fn graph_cf_trains_on_holdout_splits() {
     assert_eq!(ma["mask"], "train");
     assert!(ma["metrics"]["recall@20"].as_f64().unwrap() > 0.0);
     assert!(ma["metrics"]["precision@10"].is_number());
-    for f in ["curves.csv", "model.safetensors", "per_user.jsonl", "metrics_valid.json", "valid.svg"] {
+    for f in [
+        "curves.csv",
+        "model.safetensors",
+        "per_user.jsonl",
+        "metrics_valid.json",
+        "valid.svg",
+    ] {
         assert!(a.join(f).exists(), "missing {f}");
     }
     let masked = run_ok(&config, &["--set", "eval.mask=\"train+valid\""]);
@@ -693,7 +708,10 @@ fn graph_cf_trains_on_holdout_splits() {
     // An id outside the declared shape names the file and line.
     std::fs::write(dir.join("valid.tsv"), format!("{va}3\t25\n")).unwrap();
     let err = run_fails(&config, &[]);
-    assert!(err.contains("valid.tsv:31") && err.contains("outside the shape"), "{err}");
+    assert!(
+        err.contains("valid.tsv:31") && err.contains("outside the shape"),
+        "{err}"
+    );
 
     // 3. RLMRec-Con with profiles from files, and a profile file of the wrong row count.
     let users = genrec_text::Matrix::new(200, 4, (0..800).map(|k| ((k * 7) % 11) as f32 - 5.0).collect());
@@ -714,8 +732,17 @@ fn graph_cf_trains_on_holdout_splits() {
     let c = run_ok(&con, &[]);
     assert!(metrics(&c)["metrics"]["recall@20"].as_f64().unwrap() > 0.0);
     // Paired per-user tests between the plain backbone and RLMRec-Con on the same split.
-    let table = ok(&["compare", a.to_str().unwrap(), c.to_str().unwrap(), "--metric", "recall@20,precision@10"]);
-    assert!(table.contains("| recall@20 |") && table.contains("| precision@10 |"), "{table}");
+    let table = ok(&[
+        "compare",
+        a.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "--metric",
+        "recall@20,precision@10",
+    ]);
+    assert!(
+        table.contains("| recall@20 |") && table.contains("| precision@10 |"),
+        "{table}"
+    );
     genrec_text::Matrix::new(59, 4, vec![0.5; 236]).save(&itf).unwrap();
     let err = run_fails(&con, &[]);
     assert!(err.contains("items.npy"), "{err}");

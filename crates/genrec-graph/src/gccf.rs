@@ -19,5 +19,8 @@ use crate::model::{Combine, Settings};
 /// - `ego`: `[n_nodes, dim]`
 /// - output: `[n_nodes, dim · (layers + 1)]`
 pub fn training_view<B: Backend>(graph: &Graph<B>, ego: Tensor<B, 2>, settings: &Settings) -> Tensor<B, 2> {
-    combine(layer_outputs(graph, ego, &graph.edges(), settings.layers, &mut |x| x), Combine::Concat)
+    combine(
+        layer_outputs(graph, ego, &graph.edges(), settings.layers, &mut |x| x),
+        Combine::Concat,
+    )
 }

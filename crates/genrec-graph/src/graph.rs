@@ -131,7 +131,11 @@ impl<B: Backend> Graph<B> {
         let (rows, cols, weights) = &self.host;
         let n = rows.len();
         let expected = (n as f64 * keep) as usize + 64;
-        let (mut r, mut c, mut w) = (Vec::with_capacity(expected), Vec::with_capacity(expected), Vec::with_capacity(expected));
+        let (mut r, mut c, mut w) = (
+            Vec::with_capacity(expected),
+            Vec::with_capacity(expected),
+            Vec::with_capacity(expected),
+        );
         let mut bits = 0u64;
         for k in 0..n {
             if k % 4 == 0 {
@@ -154,7 +158,8 @@ impl<B: Backend> Graph<B> {
     /// - output: `[n_nodes, d]`
     pub fn propagate(&self, x: Tensor<B, 2>, edges: &Edges<B>) -> Tensor<B, 2> {
         let messages = x.clone().select(0, edges.cols.clone()) * edges.weights.clone().unsqueeze_dim(1);
-        x.zeros_like().select_assign(0, edges.rows.clone(), messages, IndexingUpdateOp::Add)
+        x.zeros_like()
+            .select_assign(0, edges.rows.clone(), messages, IndexingUpdateOp::Add)
     }
 }
 
@@ -184,7 +189,19 @@ mod tests {
         assert_eq!(rows, vec![0, 0, 1, 1, 2, 3, 3, 4]);
         assert_eq!(cols, vec![2, 3, 3, 4, 0, 0, 1, 1]);
         let s = |a: f64, b: f64| (1.0 / (a * b).sqrt()) as f32;
-        assert_eq!(w, vec![s(2., 1.), s(2., 2.), s(2., 2.), s(2., 1.), s(1., 2.), s(2., 2.), s(2., 2.), s(1., 2.)]);
+        assert_eq!(
+            w,
+            vec![
+                s(2., 1.),
+                s(2., 2.),
+                s(2., 2.),
+                s(2., 1.),
+                s(1., 2.),
+                s(2., 2.),
+                s(2., 2.),
+                s(1., 2.)
+            ]
+        );
     }
 
     #[test]
@@ -210,12 +227,19 @@ mod tests {
             }
         }
         let x: Vec<f32> = (0..n * 3).map(|k| (k as f32 * 0.37).sin()).collect();
-        let got = g.propagate(Tensor::from_data(TensorData::new(x.clone(), [n, 3]), &device), &g.edges());
+        let got = g.propagate(
+            Tensor::from_data(TensorData::new(x.clone(), [n, 3]), &device),
+            &g.edges(),
+        );
         let got = got.into_data().to_vec::<f32>().unwrap();
         for r in 0..n {
             for d in 0..3 {
                 let want: f32 = (0..n).map(|c| a[r * n + c] * x[c * 3 + d]).sum();
-                assert!((got[r * 3 + d] - want).abs() < 1e-6, "row {r} dim {d}: {} vs {want}", got[r * 3 + d]);
+                assert!(
+                    (got[r * 3 + d] - want).abs() < 1e-6,
+                    "row {r} dim {d}: {} vs {want}",
+                    got[r * 3 + d]
+                );
             }
         }
     }
@@ -242,7 +266,9 @@ mod tests {
         use rand::SeedableRng;
         let device = Default::default();
         // A denser graph: 50 users × 40 items, every third pair.
-        let train: Vec<Vec<u32>> = (0..50).map(|u| (0..40).filter(|i| (u + i) % 3 == 0).collect()).collect();
+        let train: Vec<Vec<u32>> = (0..50)
+            .map(|u| (0..40).filter(|i| (u + i) % 3 == 0).collect())
+            .collect();
         let data = HoldOut {
             n_users: 50,
             n_items: 40,

@@ -63,7 +63,15 @@ pub fn combine<B: Backend>(layers: Vec<Tensor<B, 2>>, how: Combine) -> Tensor<B,
 /// # Shapes
 /// - `ego`: `[n_nodes, dim]`
 /// - output: `[n_nodes, dim]`
-pub fn training_view<B: Backend>(graph: &Graph<B>, ego: Tensor<B, 2>, settings: &Settings, rng: &mut ChaCha8Rng) -> Tensor<B, 2> {
+pub fn training_view<B: Backend>(
+    graph: &Graph<B>,
+    ego: Tensor<B, 2>,
+    settings: &Settings,
+    rng: &mut ChaCha8Rng,
+) -> Tensor<B, 2> {
     let edges = graph.dropped(settings.keep_rate, rng);
-    combine(layer_outputs(graph, ego, &edges, settings.layers, &mut |x| x), settings.combine())
+    combine(
+        layer_outputs(graph, ego, &edges, settings.layers, &mut |x| x),
+        settings.combine(),
+    )
 }

@@ -104,7 +104,13 @@ mod tests {
     fn softplus_is_stable_and_exact() {
         let x = Tensor::<B, 1>::from_floats([-100.0, -1.0, 0.0, 2.0, 100.0], &Default::default());
         let got = softplus(x).into_data().to_vec::<f32>().unwrap();
-        let want = [0.0, (1.0f64 + (-1f64).exp()).ln(), 2f64.ln(), (1.0f64 + 2f64.exp()).ln(), 100.0];
+        let want = [
+            0.0,
+            (1.0f64 + (-1f64).exp()).ln(),
+            2f64.ln(),
+            (1.0f64 + 2f64.exp()).ln(),
+            100.0,
+        ];
         for (g, w) in got.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?}");
         }
@@ -113,7 +119,11 @@ mod tests {
     #[test]
     fn bpr_by_hand() {
         // ⟨a,p⟩ = 1, ⟨a,n⟩ = 0 → ln(1 + e^-1); second row ⟨a,p⟩ = 0, ⟨a,n⟩ = 2 → ln(1 + e^2).
-        let got = scalar(bpr_sum(t(2, &[1., 0., 0., 1.]), t(2, &[1., 0., 0., 0.]), t(2, &[0., 1., 0., 2.])));
+        let got = scalar(bpr_sum(
+            t(2, &[1., 0., 0., 1.]),
+            t(2, &[1., 0., 0., 0.]),
+            t(2, &[0., 1., 0., 2.]),
+        ));
         let want = (1.0f64 + (-1f64).exp()).ln() + (1.0f64 + 2f64.exp()).ln();
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
@@ -121,7 +131,12 @@ mod tests {
     #[test]
     fn info_nce_by_hand() {
         // One anchor (1,0), positive (2,0) → cos 1; candidates (1,0), (0,3) → cos 1, 0. τ = 0.5.
-        let got = scalar(info_nce_sum(t(1, &[1., 0.]), t(1, &[2., 0.]), t(2, &[1., 0., 0., 3.]), 0.5));
+        let got = scalar(info_nce_sum(
+            t(1, &[1., 0.]),
+            t(1, &[2., 0.]),
+            t(2, &[1., 0., 0., 3.]),
+            0.5,
+        ));
         let want = -2.0 + (2f64.exp() + 1.0).ln();
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
@@ -129,7 +144,11 @@ mod tests {
     #[test]
     fn reconstruction_by_hand() {
         // x = [(1,0), (0,1)], y = [(3,0), (1,1)]; τ = 1.
-        let got = scalar(reconstruction_nce(t(2, &[1., 0., 0., 1.]), t(2, &[3., 0., 1., 1.]), 1.0));
+        let got = scalar(reconstruction_nce(
+            t(2, &[1., 0., 0., 1.]),
+            t(2, &[3., 0., 1., 1.]),
+            1.0,
+        ));
         let h = 0.5f64.sqrt();
         let row0 = 1f64.exp() / (1f64.exp() + h.exp() + 1e-8);
         let row1 = h.exp() / (0f64.exp() + h.exp() + 1e-8);

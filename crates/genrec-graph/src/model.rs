@@ -151,14 +151,18 @@ impl GraphCfConfig {
             return Err(format!("model.keep_rate = {} must be in (0, 1]", s.keep_rate));
         }
         if self.keep_rate.is_some_and(|k| k < 1.0) && !drops_edges {
-            return Err(format!("model.keep_rate: {name} does not drop edges (only lightgcn and sgl do)"));
+            return Err(format!(
+                "model.keep_rate: {name} does not drop edges (only lightgcn and sgl do)"
+            ));
         }
         if !(s.reg >= 0.0 && s.reg.is_finite()) {
             return Err(format!("model.reg = {} must be a finite number ≥ 0", s.reg));
         }
         let set = |o: Option<f64>| o.is_some();
         if !contrastive && (set(self.cl_weight) || set(self.cl_temperature)) {
-            return Err(format!("model.cl_weight / model.cl_temperature: {name} has no contrastive term (sgl and simgcl do)"));
+            return Err(format!(
+                "model.cl_weight / model.cl_temperature: {name} has no contrastive term (sgl and simgcl do)"
+            ));
         }
         if backbone != SimGcl && set(self.noise_eps) {
             return Err(format!("model.noise_eps: only simgcl perturbs embeddings, not {name}"));
@@ -209,10 +213,16 @@ pub struct GraphCf<B: Backend> {
 /// (`fan_in = cols`, `fan_out = rows`), as the reference initialises its tables.
 pub(crate) fn xavier(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let bound = (6.0 / (rows + cols) as f64).sqrt();
-    (0..rows * cols).map(|_| rng.random_range(-bound..bound) as f32).collect()
+    (0..rows * cols)
+        .map(|_| rng.random_range(-bound..bound) as f32)
+        .collect()
 }
 
-pub(crate) fn param<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D], device: &B::Device) -> Param<Tensor<B, D>> {
+pub(crate) fn param<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
 }
 
@@ -352,7 +362,9 @@ pub fn batch_loss<B: Backend>(
     }
     if let (Some(align), Some(a), Some(profiles)) = (&model.align, &settings.align, profiles) {
         let term = match a.method {
-            AlignMethod::Con => align.contrastive(profiles, &picked, batch, a.temperature).div_scalar(size),
+            AlignMethod::Con => align
+                .contrastive(profiles, &picked, batch, a.temperature)
+                .div_scalar(size),
             AlignMethod::Gen => {
                 let seeds = masked.expect("Gen drew its masked nodes above");
                 align.reconstruction(&view, profiles, seeds, a.temperature)
@@ -376,7 +388,10 @@ mod tests {
         let g = c.resolve(Backbone::Gccf).unwrap();
         assert_eq!((g.layers, g.keep_rate, g.output_dim()), (2, 1.0, 96));
         let s = c.resolve(Backbone::SimGcl).unwrap();
-        assert_eq!((s.reg, s.keep_rate, s.noise_eps, s.cl_weight, s.cl_temperature), (1e-5, 1.0, 0.9, 0.1, 0.2));
+        assert_eq!(
+            (s.reg, s.keep_rate, s.noise_eps, s.cl_weight, s.cl_temperature),
+            (1e-5, 1.0, 0.9, 0.1, 0.2)
+        );
         let p = GraphCfConfig {
             variant: Variant::Paper,
             ..c.clone()
@@ -389,11 +404,53 @@ mod tests {
     #[test]
     fn bad_settings_name_the_field() {
         let err = |c: GraphCfConfig, b| c.resolve(b).unwrap_err();
-        assert!(err(GraphCfConfig { keep_rate: Some(0.0), ..Default::default() }, Backbone::LightGcn).contains("model.keep_rate"));
-        assert!(err(GraphCfConfig { keep_rate: Some(0.5), ..Default::default() }, Backbone::Gccf).contains("does not drop edges"));
-        assert!(err(GraphCfConfig { cl_weight: Some(0.5), ..Default::default() }, Backbone::LightGcn).contains("model.cl_weight"));
-        assert!(err(GraphCfConfig { noise_eps: Some(0.5), ..Default::default() }, Backbone::Sgl).contains("model.noise_eps"));
-        assert!(err(GraphCfConfig { reg: Some(f64::NAN), ..Default::default() }, Backbone::Sgl).contains("model.reg"));
-        assert!(err(GraphCfConfig { dim: Some(0), ..Default::default() }, Backbone::Sgl).contains("model.dim"));
+        assert!(err(
+            GraphCfConfig {
+                keep_rate: Some(0.0),
+                ..Default::default()
+            },
+            Backbone::LightGcn
+        )
+        .contains("model.keep_rate"));
+        assert!(err(
+            GraphCfConfig {
+                keep_rate: Some(0.5),
+                ..Default::default()
+            },
+            Backbone::Gccf
+        )
+        .contains("does not drop edges"));
+        assert!(err(
+            GraphCfConfig {
+                cl_weight: Some(0.5),
+                ..Default::default()
+            },
+            Backbone::LightGcn
+        )
+        .contains("model.cl_weight"));
+        assert!(err(
+            GraphCfConfig {
+                noise_eps: Some(0.5),
+                ..Default::default()
+            },
+            Backbone::Sgl
+        )
+        .contains("model.noise_eps"));
+        assert!(err(
+            GraphCfConfig {
+                reg: Some(f64::NAN),
+                ..Default::default()
+            },
+            Backbone::Sgl
+        )
+        .contains("model.reg"));
+        assert!(err(
+            GraphCfConfig {
+                dim: Some(0),
+                ..Default::default()
+            },
+            Backbone::Sgl
+        )
+        .contains("model.dim"));
     }
 }

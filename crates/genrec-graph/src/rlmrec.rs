@@ -98,7 +98,14 @@ pub struct Profiles<B: Backend> {
 
 impl<B: Backend> Profiles<B> {
     /// Row-major host matrices of width `dim`; errors name which side has the wrong row count.
-    pub fn new(user: Vec<f32>, item: Vec<f32>, dim: usize, n_users: usize, n_items: usize, device: &B::Device) -> Result<Self, String> {
+    pub fn new(
+        user: Vec<f32>,
+        item: Vec<f32>,
+        dim: usize,
+        n_users: usize,
+        n_items: usize,
+        device: &B::Device,
+    ) -> Result<Self, String> {
         for (side, values, rows) in [("user", &user, n_users), ("item", &item, n_items)] {
             if dim == 0 || values.len() != rows * dim {
                 return Err(format!(
@@ -195,7 +202,13 @@ impl<B: Backend> Align<B> {
     }
 
     /// Con's summed InfoNCE (the caller divides by the batch size and weights it).
-    pub fn contrastive(&self, profiles: &Profiles<B>, picked: &Picked<B>, batch: &Triples<B>, temperature: f64) -> Tensor<B, 1> {
+    pub fn contrastive(
+        &self,
+        profiles: &Profiles<B>,
+        picked: &Picked<B>,
+        batch: &Triples<B>,
+        temperature: f64,
+    ) -> Tensor<B, 1> {
         let users = self.mlp(profiles.user.clone());
         let anchor_profiles = users.clone().select(0, batch.users.clone());
         let pos_profiles = self.mlp(profiles.item.clone().select(0, batch.pos.clone()));
@@ -209,7 +222,13 @@ impl<B: Backend> Align<B> {
     ///
     /// # Shapes
     /// - `nodes`: `[n_nodes, out_dim]` (users first); `seeds`: `[masked]`
-    pub fn reconstruction(&self, nodes: &Tensor<B, 2>, profiles: &Profiles<B>, seeds: Tensor<B, 1, Int>, temperature: f64) -> Tensor<B, 1> {
+    pub fn reconstruction(
+        &self,
+        nodes: &Tensor<B, 2>,
+        profiles: &Profiles<B>,
+        seeds: Tensor<B, 1, Int>,
+        temperature: f64,
+    ) -> Tensor<B, 1> {
         let all = Tensor::cat(vec![profiles.user.clone(), profiles.item.clone()], 0);
         let target = all.select(0, seeds.clone());
         let recon = self.mlp(nodes.clone().select(0, seeds));

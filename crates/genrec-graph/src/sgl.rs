@@ -25,7 +25,12 @@ pub fn views<B: Backend>(
     batch: &Triples<B>,
     rng: &mut ChaCha8Rng,
 ) -> (Tensor<B, 2>, Tensor<B, 1>) {
-    let view = |edges: &Edges<B>| combine(layer_outputs(graph, ego.clone(), edges, settings.layers, &mut |x| x), settings.combine());
+    let view = |edges: &Edges<B>| {
+        combine(
+            layer_outputs(graph, ego.clone(), edges, settings.layers, &mut |x| x),
+            settings.combine(),
+        )
+    };
     let first = view(&graph.dropped(settings.keep_rate, rng));
     let second = view(&graph.dropped(settings.keep_rate, rng));
     let clean = view(&graph.edges());

@@ -48,7 +48,9 @@ pub fn views<B: Backend>(
 ) -> (Tensor<B, 2>, Tensor<B, 1>) {
     let eps = settings.noise_eps;
     let mut noisy = || {
-        let layers = layer_outputs(graph, ego.clone(), &graph.edges(), settings.layers, &mut |x| perturb(x, eps, rng));
+        let layers = layer_outputs(graph, ego.clone(), &graph.edges(), settings.layers, &mut |x| {
+            perturb(x, eps, rng)
+        });
         combine(layers, settings.combine())
     };
     let first = noisy();

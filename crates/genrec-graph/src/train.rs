@@ -268,7 +268,13 @@ mod tests {
         }
     }
 
-    fn run(backbone: Backbone, config: &GraphCfConfig, epochs: usize, data: &HoldOut, profiles: Option<&HostProfiles>) -> Trained<GraphCf<Flex>> {
+    fn run(
+        backbone: Backbone,
+        config: &GraphCfConfig,
+        epochs: usize,
+        data: &HoldOut,
+        profiles: Option<&HostProfiles>,
+    ) -> Trained<GraphCf<Flex>> {
         train_graph_cf::<A>(
             backbone,
             config,
@@ -300,7 +306,8 @@ mod tests {
         let config = GraphCfConfig::default();
         let a = run(Backbone::LightGcn, &config, 30, &data, None);
         let b = run(Backbone::LightGcn, &config, 30, &data, None);
-        let losses = |t: &Trained<GraphCf<Flex>>| t.curves.iter().map(|p| (p.epoch, p.loss, p.valid)).collect::<Vec<_>>();
+        let losses =
+            |t: &Trained<GraphCf<Flex>>| t.curves.iter().map(|p| (p.epoch, p.loss, p.valid)).collect::<Vec<_>>();
         assert_eq!(losses(&a), losses(&b), "same seed, same backend, same curves");
         let settings = config.resolve(Backbone::LightGcn).unwrap();
         let graph = Graph::<Flex>::new(&data, &Default::default());
@@ -351,7 +358,11 @@ mod tests {
                 };
                 let t = run(backbone, &config, 10, &data, method.map(|_| &profiles));
                 assert!(t.curves.iter().all(|p| p.loss.is_finite()));
-                assert!(t.curves[9].loss < t.curves[0].loss, "{backbone:?} {method:?}: {:?}", t.curves);
+                assert!(
+                    t.curves[9].loss < t.curves[0].loss,
+                    "{backbone:?} {method:?}: {:?}",
+                    t.curves
+                );
                 let settings = config.resolve(backbone).unwrap();
                 let test = evaluate_graph_cf(&t.model, &settings, &graph, &data, HoldOutSplit::Test, &eval()).unwrap();
                 let r = test.metrics["recall@20"];
