@@ -267,8 +267,8 @@ impl ExperimentConfig {
     }
 }
 
-/// Loads, filters, renumbers and splits the dataset as the config says.
-pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(SequenceDataset, LeaveOneOut)> {
+/// Loads the dataset and applies the configured k-core filter, logging both.
+pub fn load_filtered(config: &ExperimentConfig, log: &mut Log) -> Result<(DatasetSpec, SequenceDataset)> {
     let spec: DatasetSpec = config.data.dataset.parse()?;
     let raw = spec.load()?;
     log.line(&format!(
@@ -278,7 +278,7 @@ pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(Sequenc
         raw.n_items(),
         raw.n_interactions()
     ));
-    let (mut data, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
+    let (data, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
     if report.removed_interactions > 0 {
         log.line(&format!(
             "k-core ({}, {}): removed {} users, {} items, {} interactions in {} rounds",
@@ -290,6 +290,12 @@ pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(Sequenc
             report.rounds
         ));
     }
+    Ok((spec, data))
+}
+
+/// Loads, filters, renumbers and splits the dataset as the config says.
+pub fn prepare_data(config: &ExperimentConfig, log: &mut Log) -> Result<(SequenceDataset, LeaveOneOut)> {
+    let (spec, mut data) = load_filtered(config, log)?;
     let shuffle = match config.data.renumber {
         Renumber::Auto => !spec.is_reference_split(),
         Renumber::Shuffle => true,
@@ -655,18 +661,8 @@ fn item_index(
     }
     let index_config = config.index.clone().unwrap_or_default();
     let features = if index_config.needs_features() {
-        let options = BuildOptions {
-            dataset: config.data.dataset.clone(),
-            kind: index_config.features.parse().map_err(|e: String| anyhow::anyhow!(e))?,
-            template: None,
-            dim: 0,
-            tfidf: true,
-            batch_size: 64,
-            cache: true,
-            out: None,
-            device,
-            seed: config.seed,
-        };
+        let kind = index_config.features.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let options = BuildOptions::in_memory(&config.data.dataset, kind, device, config.seed);
         Some(crate::features::vectors(&options, data)?.matrix)
     } else {
         None

@@ -51,6 +51,25 @@ pub struct BuildOptions {
     pub seed: u64,
 }
 
+impl BuildOptions {
+    /// Defaults of a run that builds features in memory for `dataset` (cached text vectors,
+    /// default template, TF-IDF attributes at full width, nothing written out).
+    pub fn in_memory(dataset: &str, kind: FeatureKind, device: DeviceKind, seed: u64) -> Self {
+        BuildOptions {
+            dataset: dataset.to_string(),
+            kind,
+            template: None,
+            dim: 0,
+            tfidf: true,
+            batch_size: 64,
+            cache: true,
+            out: None,
+            device,
+            seed,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Neighbour {
     item: usize,

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
-use genrec_data::{DatasetSpec, HoldOut};
+use genrec_data::HoldOut;
 use genrec_eval::multi::{HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
 use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_graph::train::validation_eval;
@@ -84,19 +84,7 @@ fn load_holdout(config: &ExperimentConfig, log: &mut Log) -> Result<(HoldOut, Op
         ));
         return Ok((data, None));
     }
-    let spec: DatasetSpec = name.parse()?;
-    let raw = spec.load()?;
-    let (dataset, report) = raw.kcore(config.data.user_kcore, config.data.item_kcore);
-    if report.removed_interactions > 0 {
-        log.line(&format!(
-            "k-core ({}, {}): removed {} users, {} items, {} interactions",
-            config.data.user_kcore,
-            config.data.item_kcore,
-            report.removed_users,
-            report.removed_items,
-            report.removed_interactions
-        ));
-    }
+    let (_, dataset) = crate::experiment::load_filtered(config, log)?;
     let split = config.data.holdout.clone().unwrap_or_default();
     let data = HoldOut::from_dataset(&dataset, &split)?;
     let [tr, va, te] = data.interactions();
@@ -163,18 +151,7 @@ fn build_profiles(
                     config.data.dataset
                 )
             })?;
-            let options = BuildOptions {
-                dataset: config.data.dataset.clone(),
-                kind: FeatureKind::Text,
-                template: None,
-                dim: 0,
-                tfidf: true,
-                batch_size: 64,
-                cache: true,
-                out: None,
-                device,
-                seed: config.seed,
-            };
+            let options = BuildOptions::in_memory(&config.data.dataset, FeatureKind::Text, device, config.seed);
             let items = crate::features::vectors(&options, dataset)?.matrix;
             let dim = items.cols;
             // A user's profile sees only their training items, never validation or test.

@@ -297,11 +297,15 @@ pub struct Picked<B: Backend> {
     pub neg: Tensor<B, 2>,
 }
 
+/// `nodes` (`[n_users + n_items, d]`, users first) split into `([n_users, d], [n_items, d])`.
+pub fn split_nodes<B: Backend>(nodes: Tensor<B, 2>, n_users: usize) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let [n, d] = nodes.dims();
+    (nodes.clone().slice([0..n_users, 0..d]), nodes.slice([n_users..n, 0..d]))
+}
+
 /// Rows of `nodes` (`[n_users + n_items, d]`, users first) for the batch's users and items.
 pub fn pick<B: Backend>(nodes: &Tensor<B, 2>, n_users: usize, batch: &Triples<B>) -> Picked<B> {
-    let [n, d] = nodes.dims();
-    let users = nodes.clone().slice([0..n_users, 0..d]);
-    let items = nodes.clone().slice([n_users..n, 0..d]);
+    let (users, items) = split_nodes(nodes.clone(), n_users);
     Picked {
         anchor: users.select(0, batch.users.clone()),
         pos: items.clone().select(0, batch.pos.clone()),

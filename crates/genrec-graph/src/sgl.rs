@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::graph::{Edges, Graph};
 use crate::lightgcn::{combine, layer_outputs};
 use crate::losses::info_nce_sum;
-use crate::model::{pick, Settings, Triples};
+use crate::model::{pick, split_nodes, Settings, Triples};
 
 /// The clean view for BPR and the summed (unweighted) InfoNCE term between two dropped views.
 ///
@@ -35,10 +35,7 @@ pub fn views<B: Backend>(
     let second = view(&graph.dropped(settings.keep_rate, rng));
     let clean = view(&graph.edges());
     let (a, b) = (pick(&first, graph.n_users, batch), pick(&second, graph.n_users, batch));
-    let n = graph.n_users;
-    let [nodes, d] = second.dims();
-    let all_users = second.clone().slice([0..n, 0..d]);
-    let all_items = second.slice([n..nodes, 0..d]);
+    let (all_users, all_items) = split_nodes(second, graph.n_users);
     let t = settings.cl_temperature;
     let cl = info_nce_sum(a.anchor, b.anchor, all_users, t)
         + info_nce_sum(a.pos, b.pos, all_items.clone(), t)
