@@ -58,6 +58,19 @@ pub fn combine<B: Backend>(layers: Vec<Tensor<B, 2>>, how: Combine) -> Tensor<B,
     }
 }
 
+/// Propagation over the full adjacency, layers combined as `settings` says: the ranking
+/// embeddings of every backbone and the clean training view of GCCF, SGL and SimGCL.
+///
+/// # Shapes
+/// - `ego`: `[n_nodes, dim]`
+/// - output: `[n_nodes, output_dim]`
+pub fn full_view<B: Backend>(graph: &Graph<B>, ego: Tensor<B, 2>, settings: &Settings) -> Tensor<B, 2> {
+    combine(
+        layer_outputs(graph, ego, &graph.edges(), settings.layers, &mut |x| x),
+        settings.combine(),
+    )
+}
+
 /// LightGCN's training embeddings: propagation over the edge-dropped adjacency.
 ///
 /// # Shapes

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::graph::Graph;
 use crate::losses::{bpr_sum, squared_norm};
 use crate::rlmrec::{Align, AlignConfig, AlignMethod, Profiles};
-use crate::{gccf, lightgcn, rlmrec, sgl, simgcl};
+use crate::{lightgcn, rlmrec, sgl, simgcl};
 
 /// Which graph CF model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,8 +260,7 @@ impl<B: Backend> GraphCf<B> {
     /// # Shapes
     /// - output: `[n_users + n_items, output_dim]`, users first
     pub fn embed(&self, settings: &Settings, graph: &Graph<B>) -> Tensor<B, 2> {
-        let layers = lightgcn::layer_outputs(graph, self.ego(), &graph.edges(), settings.layers, &mut |x| x);
-        lightgcn::combine(layers, settings.combine())
+        lightgcn::full_view(graph, self.ego(), settings)
     }
 }
 
@@ -337,7 +336,11 @@ pub fn batch_loss<B: Backend>(
     }
     let (view, contrast) = match settings.backbone {
         Backbone::LightGcn => (lightgcn::training_view(graph, ego, settings, rng), None),
-        Backbone::Gccf => (gccf::training_view(graph, ego, settings), None),
+        Backbone::Gccf => (lightgcn::full_view(graph, ego, settings), None),
+        // Without their contrastive term SGL and SimGCL train on the clean view alone.
+        Backbone::Sgl | Backbone::SimGcl if settings.cl_weight == 0.0 => {
+            (lightgcn::full_view(graph, ego, settings), None)
+        }
         Backbone::Sgl => {
             let (view, cl) = sgl::views(graph, ego, settings, batch, rng);
             (view, Some(cl))
@@ -364,7 +367,11 @@ pub fn batch_loss<B: Backend>(
         };
         loss = loss + reg.mul_scalar(settings.reg);
     }
+    // A zero weight (the ablation baseline) skips the term's work; Gen's masking above stays.
     if let (Some(align), Some(a), Some(profiles)) = (&model.align, &settings.align, profiles) {
+        if a.weight == 0.0 {
+            return loss;
+        }
         let term = match a.method {
             AlignMethod::Con => align
                 .contrastive(profiles, &picked, batch, a.temperature)

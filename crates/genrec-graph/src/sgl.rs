@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
 use crate::graph::{Edges, Graph};
-use crate::lightgcn::{combine, layer_outputs};
+use crate::lightgcn::{combine, full_view, layer_outputs};
 use crate::losses::info_nce_sum;
 use crate::model::{pick, split_nodes, Settings, Triples};
 
@@ -33,7 +33,7 @@ pub fn views<B: Backend>(
     };
     let first = view(&graph.dropped(settings.keep_rate, rng));
     let second = view(&graph.dropped(settings.keep_rate, rng));
-    let clean = view(&graph.edges());
+    let clean = full_view(graph, ego, settings);
     let (a, b) = (pick(&first, graph.n_users, batch), pick(&second, graph.n_users, batch));
     let (all_users, all_items) = split_nodes(second, graph.n_users);
     let t = settings.cl_temperature;

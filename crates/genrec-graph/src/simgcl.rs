@@ -14,7 +14,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::graph::Graph;
-use crate::lightgcn::{combine, layer_outputs};
+use crate::lightgcn::{combine, full_view, layer_outputs};
 use crate::losses::info_nce_sum;
 use crate::model::{pick, split_nodes, Settings, Triples};
 
@@ -55,10 +55,7 @@ pub fn views<B: Backend>(
     };
     let first = noisy();
     let second = noisy();
-    let clean = combine(
-        layer_outputs(graph, ego.clone(), &graph.edges(), settings.layers, &mut |x| x),
-        settings.combine(),
-    );
+    let clean = full_view(graph, ego, settings);
     let (a, b) = (pick(&first, graph.n_users, batch), pick(&second, graph.n_users, batch));
     let (all_users, all_items) = split_nodes(second, graph.n_users);
     let t = settings.cl_temperature;
