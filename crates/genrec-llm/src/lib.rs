@@ -6,11 +6,18 @@
 //! - [`gguf`]: a GGUF v2/v3 reader — header, every metadata value type (nested arrays included),
 //!   the tensor directory, `general.alignment` and the data offset — with dequantization of F32,
 //!   F16, Q8_0 and Q4_1 tensors to `f32`, checked against the real SmolLM2 file.
+//! - [`llama`]: the LLaMA decoder in Burn (RMSNorm, rotary embeddings in both conventions,
+//!   grouped-query attention, SwiGLU, tied/untied head, KV cache, causal + padding masks), loaded
+//!   from GGUF with llama.cpp's q/k row permutation undone; greedy generation; layer surgery
+//!   (keep the first n / every k-th / chosen blocks, hidden states of chosen blocks). Logits and
+//!   the greedy continuation (" Paris." after "The capital of France is") match `transformers`
+//!   on the same file.
+//! - [`tokenizer`]: SmolLM2's byte-level BPE from the GGUF vocabulary and merges (pure-Rust
+//!   `tokenizers`), digits split, ChatML control tokens, `add_tokens` for new item-code tokens;
+//!   encodings match `transformers`.
 //!
-//! Not built yet: the LLaMA decoder in Burn (RMSNorm, rotary embeddings, grouped-query attention,
-//! SwiGLU, KV cache), loading GGUF tensors into it (including undoing llama.cpp's q/k row
-//! permutation), the safetensors path and `genrec assets convert`, the byte-level BPE tokenizer
-//! from the GGUF vocabulary, greedy/beam generation and the layer-surgery helpers.
+//! Not built yet: the safetensors path and `genrec assets convert`, beam search, growing the
+//! embedding for added tokens, batched generation with padding, the speed benchmark.
 //!
 //! ```no_run
 //! use genrec_llm::gguf::GgufFile;
@@ -24,5 +31,7 @@
 //! ```
 
 pub mod gguf;
+pub mod llama;
+pub mod tokenizer;
 
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};

