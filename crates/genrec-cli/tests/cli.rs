@@ -753,3 +753,19 @@ fn graph_cf_trains_on_holdout_splits() {
     let err = run_fails(&config, &["--set", "model={kind=\"pop\"}"]);
     assert!(err.contains("data.dataset"), "{err}");
 }
+
+/// SmolLM2 greedy generation end to end (needs the smollm2 asset; skipped outside CI without it).
+#[test]
+fn llm_generate_continues_a_prompt() {
+    let o = genrec(&["llm", "generate", "The capital of France is", "--max-new", "2"]);
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!in_ci(), "genrec llm generate failed in CI:\n{err}");
+        eprintln!("SKIPPED: SmolLM2 is not available here ({})", err.trim());
+        return;
+    }
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.trim_end_matches('\n'), " Paris.", "{out:?}");
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("5 prompt tokens, 2 generated"), "{err}");
+}

@@ -32,6 +32,7 @@
 
 pub mod gguf;
 pub mod llama;
+pub mod loader;
 pub mod tokenizer;
 
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};

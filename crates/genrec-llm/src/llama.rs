@@ -19,6 +19,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::gguf::GgufFile;
+use crate::loader::{BlockWeights, LlamaWeights};
 
 /// Which element pairs a rotary embedding rotates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,100 +172,112 @@ pub fn unpermute_rows(rows: &[f32], n_heads: usize, head_dim: usize, d_in: usize
 }
 
 impl<B: Backend> Llama<B> {
-    /// Reads the config and every weight of a GGUF LLaMA checkpoint (dequantised to f32). With
-    /// `rope_style = SplitHalf` the q/k row permutation is undone (Hugging Face layout); with
-    /// `Interleaved` the rows are kept as llama.cpp stores them.
+    /// Reads a GGUF LLaMA checkpoint (see [`crate::loader::read_gguf`]).
     pub fn from_gguf(
         file: &GgufFile,
         rope_style: RopeStyle,
         device: &B::Device,
     ) -> Result<(Self, LlamaConfig), String> {
-        let err = |e: crate::gguf::GgufError| e.to_string();
-        let arch = file.get_str("general.architecture").map_err(err)?;
-        if arch != "llama" {
-            return Err(format!("general.architecture is `{arch}`, not llama"));
+        let (config, weights) = crate::loader::read_gguf(file, rope_style)?;
+        Ok((Self::from_weights(&config, weights, device)?, config))
+    }
+
+    /// Reads a safetensors directory (see [`crate::loader::read_safetensors`]).
+    pub fn from_safetensors(dir: &std::path::Path, device: &B::Device) -> Result<(Self, LlamaConfig), String> {
+        let (config, weights) = crate::loader::read_safetensors(dir)?;
+        Ok((Self::from_weights(&config, weights, device)?, config))
+    }
+
+    /// Writes the model as `dir/model.safetensors` + `dir/config.json` (Hugging Face layout).
+    pub fn save_safetensors(&self, config: &LlamaConfig, dir: &std::path::Path) -> Result<(), String> {
+        crate::loader::write_safetensors(dir, config, &self.to_weights()?)
+    }
+
+    /// Builds the model from host weights in Hugging Face layout.
+    pub fn from_weights(config: &LlamaConfig, w: LlamaWeights, device: &B::Device) -> Result<Self, String> {
+        config.validate()?;
+        let c = config;
+        let (d, kv, q_out, f) = (c.d_model, c.n_kv_heads * c.head_dim, c.n_heads * c.head_dim, c.ffn_dim);
+        if w.blocks.len() != c.n_layers || w.embed.len() != c.vocab_size * d {
+            return Err(format!(
+                "weights hold {} blocks and {} embedding values for a config of {} layers × {} × {d}",
+                w.blocks.len(),
+                w.embed.len(),
+                c.n_layers,
+                c.vocab_size
+            ));
         }
-        let key = |k: &str| format!("llama.{k}");
-        let d_model = file.get_usize(&key("embedding_length")).map_err(err)?;
-        let n_heads = file.get_usize(&key("attention.head_count")).map_err(err)?;
-        let embed_info = file.tensor("token_embd.weight").map_err(err)?;
-        let vocab_size = embed_info.row_major_shape()[0];
-        let config = LlamaConfig {
-            vocab_size,
-            d_model,
-            n_layers: file.get_usize(&key("block_count")).map_err(err)?,
-            n_heads,
-            n_kv_heads: file.get_usize(&key("attention.head_count_kv")).map_err(err)?,
-            head_dim: file
-                .get_usize(&key("rope.dimension_count"))
-                .unwrap_or(d_model / n_heads.max(1)),
-            ffn_dim: file.get_usize(&key("feed_forward_length")).map_err(err)?,
-            rope_base: file.get_f64(&key("rope.freq_base")).unwrap_or(10_000.0),
-            rope_style,
-            rms_eps: file.get_f64(&key("attention.layer_norm_rms_epsilon")).map_err(err)?,
-            max_len: file.get_usize(&key("context_length")).map_err(err)?,
-            tied: file.tensor("output.weight").is_err(),
-        };
-        config
-            .validate()
-            .map_err(|e| format!("{}: {e}", file.path().display()))?;
-        let c = &config;
-        let tensor = |name: &str, shape: &[usize]| -> Result<Vec<f32>, String> {
-            let info = file.tensor(name).map_err(err)?;
-            if info.row_major_shape() != shape {
-                return Err(format!(
-                    "{}: tensor {name} has shape {:?}, expected {shape:?}",
-                    file.path().display(),
-                    info.row_major_shape()
-                ));
-            }
-            file.tensor_f32(name).map_err(err)
-        };
-        let (d, kv) = (c.d_model, c.n_kv_heads * c.head_dim);
-        let q_out = c.n_heads * c.head_dim;
-        let mut blocks = Vec::with_capacity(c.n_layers);
-        for l in 0..c.n_layers {
-            let name = |t: &str| format!("blk.{l}.{t}.weight");
-            let mut q = tensor(&name("attn_q"), &[q_out, d])?;
-            let mut k = tensor(&name("attn_k"), &[kv, d])?;
-            if rope_style == RopeStyle::SplitHalf {
-                q = unpermute_rows(&q, c.n_heads, c.head_dim, d);
-                k = unpermute_rows(&k, c.n_kv_heads, c.head_dim, d);
-            }
-            blocks.push(Block {
-                attn_norm: rms_norm(tensor(&name("attn_norm"), &[d])?, c.rms_eps, device),
-                q: linear(q, q_out, d, device),
-                k: linear(k, kv, d, device),
-                v: linear(tensor(&name("attn_v"), &[kv, d])?, kv, d, device),
-                o: linear(tensor(&name("attn_output"), &[d, q_out])?, d, q_out, device),
-                ffn_norm: rms_norm(tensor(&name("ffn_norm"), &[d])?, c.rms_eps, device),
-                gate: linear(tensor(&name("ffn_gate"), &[c.ffn_dim, d])?, c.ffn_dim, d, device),
-                up: linear(tensor(&name("ffn_up"), &[c.ffn_dim, d])?, c.ffn_dim, d, device),
-                down: linear(tensor(&name("ffn_down"), &[d, c.ffn_dim])?, d, c.ffn_dim, device),
-            });
-        }
-        let embed = tensor("token_embd.weight", &[c.vocab_size, d])?;
-        let head = if c.tied {
-            None
-        } else {
-            let w = transpose(&tensor("output.weight", &[c.vocab_size, d])?, c.vocab_size, d);
-            Some(Param::from_tensor(Tensor::from_data(
-                TensorData::new(w, [d, c.vocab_size]),
-                device,
-            )))
-        };
-        let model = Llama {
-            embed: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)),
+        let blocks = w
+            .blocks
+            .into_iter()
+            .map(|b| Block {
+                attn_norm: rms_norm(b.attn_norm, c.rms_eps, device),
+                q: linear(b.q, q_out, d, device),
+                k: linear(b.k, kv, d, device),
+                v: linear(b.v, kv, d, device),
+                o: linear(b.o, d, q_out, device),
+                ffn_norm: rms_norm(b.ffn_norm, c.rms_eps, device),
+                gate: linear(b.gate, f, d, device),
+                up: linear(b.up, f, d, device),
+                down: linear(b.down, d, f, device),
+            })
+            .collect();
+        let head = w.head.map(|h| {
+            let t = transpose(&h, c.vocab_size, d);
+            Param::from_tensor(Tensor::from_data(TensorData::new(t, [d, c.vocab_size]), device))
+        });
+        Ok(Llama {
+            embed: Param::from_tensor(Tensor::from_data(TensorData::new(w.embed, [c.vocab_size, d]), device)),
             blocks,
-            norm: rms_norm(tensor("output_norm.weight", &[d])?, c.rms_eps, device),
+            norm: rms_norm(w.norm, c.rms_eps, device),
             head,
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
             rope_base: c.rope_base,
-            interleaved: rope_style == RopeStyle::Interleaved,
+            interleaved: c.rope_style == RopeStyle::Interleaved,
+        })
+    }
+
+    /// The weights back on the host, Hugging Face layout.
+    pub fn to_weights(&self) -> Result<LlamaWeights, String> {
+        let host = |t: Tensor<B, 2>| -> Result<Vec<f32>, String> {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))
         };
-        Ok((model, config))
+        let host1 = |t: Tensor<B, 1>| -> Result<Vec<f32>, String> {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))
+        };
+        // Linear weights are stored `[in, out]`; the checkpoint layout is `[out, in]`.
+        let out_in = |l: &Linear<B>| host(l.weight.val().transpose());
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(BlockWeights {
+                    attn_norm: host1(b.attn_norm.gamma.val())?,
+                    q: out_in(&b.q)?,
+                    k: out_in(&b.k)?,
+                    v: out_in(&b.v)?,
+                    o: out_in(&b.o)?,
+                    ffn_norm: host1(b.ffn_norm.gamma.val())?,
+                    gate: out_in(&b.gate)?,
+                    up: out_in(&b.up)?,
+                    down: out_in(&b.down)?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(LlamaWeights {
+            embed: host(self.embed.val())?,
+            blocks,
+            norm: host1(self.norm.gamma.val())?,
+            head: self.head.as_ref().map(|h| host(h.val().transpose())).transpose()?,
+        })
     }
 
     pub fn n_layers(&self) -> usize {
@@ -580,6 +593,23 @@ mod tests {
                 .map(|(x, y)| (x - y).abs())
                 .fold(0f32, f32::max);
             assert!(max < 1e-3, "cached vs full: max |Δlogit| = {max}");
+            // The safetensors export loads back to the same logits.
+            let dir = tempfile::tempdir().unwrap();
+            hf.save_safetensors(&config, dir.path()).unwrap();
+            let (st, st_config) = Llama::<B>::from_safetensors(dir.path(), &device).unwrap();
+            assert_eq!(st_config, config);
+            assert_eq!(
+                logits(&st, &PROMPT),
+                a,
+                "GGUF and converted safetensors give the same logits"
+            );
+            // Only Hugging Face layout is exported; a tensor too many is refused.
+            assert!(cpp
+                .save_safetensors(
+                    &Llama::<B>::from_gguf(f, RopeStyle::Interleaved, &device).unwrap().1,
+                    dir.path()
+                )
+                .is_err());
         }
 
         #[test]
