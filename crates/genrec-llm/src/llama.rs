@@ -106,6 +106,19 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Keeps the batch rows `rows` (in that order, repeats allowed): beams follow their parents.
+    pub fn reorder(&mut self, rows: &[usize]) {
+        let Some(device) = self.layers.iter().flatten().next().map(|(k, _)| k.device()) else {
+            return;
+        };
+        let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &device);
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, idx.clone());
+            *v = v.clone().select(0, idx.clone());
+        }
+    }
 }
 
 /// The decoder.
@@ -465,6 +478,111 @@ impl<B: Backend> Llama<B> {
         hidden.reshape([b * t, d]).matmul(w).reshape([b, t, v])
     }
 
+    /// Vocabulary size (rows of the embedding).
+    pub fn vocab_size(&self) -> usize {
+        self.embed.val().dims()[0]
+    }
+
+    /// Appends `n` token rows (new item-code tokens, see `Tokenizer::add_tokens`) to the embedding
+    /// and an untied head, each initialised to the mean of the existing rows, so a new token
+    /// starts as an "average" token and the old tokens' logits do not change.
+    pub fn grow_vocab(mut self, n: usize) -> Self {
+        if n == 0 {
+            return self;
+        }
+        let embed = self.embed.val();
+        let [v, d] = embed.dims();
+        let mean = embed.clone().mean_dim(0).expand([n, d]);
+        self.embed = Param::from_tensor(Tensor::cat(vec![embed, mean], 0));
+        if let Some(head) = self.head.take() {
+            let head = head.val();
+            let mean = head.clone().mean_dim(1).expand([d, n]);
+            self.head = Some(Param::from_tensor(Tensor::cat(vec![head, mean], 1)));
+        }
+        debug_assert_eq!(self.vocab_size(), v + n);
+        self
+    }
+
+    /// Log-probabilities of the next token after the last input position of each row.
+    fn next_log_probs(&self, tokens: &[Vec<u32>], start: usize, cache: &mut KvCache<B>) -> Vec<Vec<f32>> {
+        let device = self.embed.device();
+        let (b, t) = (tokens.len(), tokens[0].len());
+        let ids: Vec<i64> = tokens.iter().flatten().map(|&i| i as i64).collect();
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, t]), &device);
+        let positions = vec![(start..start + t).collect::<Vec<_>>(); b];
+        let hidden = self.hidden(input, &positions, None, cache);
+        let d = hidden.dims()[2];
+        let last = hidden.slice([0..b, t - 1..t, 0..d]);
+        let logp = burn::tensor::activation::log_softmax(self.logits(last), 2);
+        let v = logp.dims()[2];
+        let flat = logp.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        flat.chunks(v).map(<[f32]>::to_vec).collect()
+    }
+
+    /// Beam search over one prompt with the KV cache (beams folded into the batch): up to `beams`
+    /// continuations with their summed log-probabilities, best first. A beam ends at `stop`
+    /// (excluded from its tokens, included in its score) or after `max_new` tokens; no length
+    /// penalty. `beams = 1` is greedy decoding.
+    pub fn generate_beam(
+        &self,
+        prompt: &[u32],
+        beams: usize,
+        max_new: usize,
+        stop: Option<u32>,
+    ) -> Vec<(Vec<u32>, f32)> {
+        let beams = beams.max(1);
+        let mut cache = KvCache::new(self.n_layers());
+        let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+        if max_new == 0 || prompt.is_empty() {
+            return finished;
+        }
+        let mut logp = self.next_log_probs(&[prompt.to_vec()], 0, &mut cache);
+        let mut alive: Vec<(Vec<u32>, f32)> = vec![(Vec::new(), 0.0)];
+        for step in 0..max_new {
+            // Every (beam, token) extension, best first; ties by lower beam then token id.
+            let mut cand: Vec<(f32, usize, u32)> = Vec::with_capacity(alive.len() * beams * 2);
+            for (b, (_, score)) in alive.iter().enumerate() {
+                let row = &logp[b];
+                let mut best: Vec<u32> = (0..row.len() as u32).collect();
+                let k = (2 * beams).min(row.len());
+                best.select_nth_unstable_by(k - 1, |&x, &y| row[y as usize].total_cmp(&row[x as usize]));
+                cand.extend(best[..k].iter().map(|&tok| (score + row[tok as usize], b, tok)));
+            }
+            cand.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+            let mut next: Vec<(Vec<u32>, f32)> = Vec::new();
+            let mut parents = Vec::new();
+            for (score, b, tok) in cand {
+                if next.len() == beams {
+                    break;
+                }
+                if Some(tok) == stop {
+                    if finished.len() < beams {
+                        finished.push((alive[b].0.clone(), score));
+                    }
+                    continue;
+                }
+                let mut seq = alive[b].0.clone();
+                seq.push(tok);
+                next.push((seq, score));
+                parents.push(b);
+            }
+            // Stop when no live beam can still beat the worst of `beams` finished ones.
+            let worst_done =
+                (finished.len() == beams).then(|| finished.iter().map(|f| f.1).fold(f32::INFINITY, f32::min));
+            if next.is_empty() || step + 1 == max_new || worst_done.is_some_and(|w| next[0].1 < w) {
+                finished.extend(next);
+                break;
+            }
+            cache.reorder(&parents);
+            let last: Vec<Vec<u32>> = next.iter().map(|(s, _)| vec![s[s.len() - 1]]).collect();
+            logp = self.next_log_probs(&last, prompt.len() + step, &mut cache);
+            alive = next;
+        }
+        finished.sort_by(|a, b| b.1.total_cmp(&a.1));
+        finished.truncate(beams);
+        finished
+    }
+
     /// Greedy continuation of one prompt with the KV cache: at most `max_new` tokens, stopping
     /// after `stop` (not included).
     pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: Option<u32>) -> Vec<u32> {
@@ -676,6 +794,38 @@ mod tests {
             let text = tokenizer.decode(&out).unwrap();
             assert!(text.starts_with(" Paris."), "{text:?}");
             assert_eq!(tokenizer.encode("The capital of France is").unwrap(), PROMPT.to_vec());
+        }
+
+        #[test]
+        fn beam_search_and_grown_vocabulary() {
+            let Some(f) = file() else { return };
+            let device = Default::default();
+            let (model, config) = Llama::<B>::from_gguf(f, RopeStyle::SplitHalf, &device).unwrap();
+            let greedy = model.generate_greedy(&PROMPT, 4, None);
+            let one = model.generate_beam(&PROMPT, 1, 4, None);
+            assert_eq!(one.len(), 1);
+            assert_eq!(one[0].0, greedy, "one beam is greedy decoding");
+            let three = model.generate_beam(&PROMPT, 3, 4, None);
+            assert_eq!(three.len(), 3);
+            assert!(three.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
+            assert!(
+                three[0].1 >= one[0].1 - 1e-4,
+                "a wider beam never finds a worse best sequence here"
+            );
+            assert_ne!(three[0].0, three[1].0);
+            // New tokens: old logits unchanged, new rows present.
+            let before = logits(&model, &PROMPT);
+            let grown = model.grow_vocab(4);
+            assert_eq!(grown.vocab_size(), config.vocab_size + 4);
+            let after = logits(&grown, &PROMPT);
+            let v = config.vocab_size;
+            for p in 0..PROMPT.len() {
+                let (a, b) = (&before[p * v..(p + 1) * v], &after[p * (v + 4)..p * (v + 4) + v]);
+                let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                assert!(max < 1e-4, "position {p}: old logits moved by {max}");
+            }
+            let with_new = logits(&grown, &[PROMPT[0], (v + 2) as u32]);
+            assert!(with_new.iter().all(|x| x.is_finite()));
         }
     }
 }
