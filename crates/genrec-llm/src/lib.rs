@@ -7,17 +7,19 @@
 //!   the tensor directory, `general.alignment` and the data offset — with dequantization of F32,
 //!   F16, Q8_0 and Q4_1 tensors to `f32`, checked against the real SmolLM2 file.
 //! - [`llama`]: the LLaMA decoder in Burn (RMSNorm, rotary embeddings in both conventions,
-//!   grouped-query attention, SwiGLU, tied/untied head, KV cache, causal + padding masks), loaded
-//!   from GGUF with llama.cpp's q/k row permutation undone; greedy generation; layer surgery
-//!   (keep the first n / every k-th / chosen blocks, hidden states of chosen blocks). Logits and
-//!   the greedy continuation (" Paris." after "The capital of France is") match `transformers`
-//!   on the same file.
+//!   grouped-query attention, SwiGLU, tied/untied head, KV cache, causal + padding masks); greedy
+//!   and beam generation; `grow_vocab` for added tokens; layer surgery (keep the first n / every
+//!   k-th / chosen blocks, hidden states of chosen blocks). Logits and the greedy continuation
+//!   (" Paris." after "The capital of France is") match `transformers` on the same file.
+//! - [`loader`]: one key map between GGUF and Hugging Face names; GGUF → host weights with
+//!   llama.cpp's q/k row permutation undone; safetensors export/import (`genrec assets convert
+//!   smollm2`), logit-identical to the GGUF path.
 //! - [`tokenizer`]: SmolLM2's byte-level BPE from the GGUF vocabulary and merges (pure-Rust
 //!   `tokenizers`), digits split, ChatML control tokens, `add_tokens` for new item-code tokens;
 //!   encodings match `transformers`.
 //!
-//! Not built yet: the safetensors path and `genrec assets convert`, beam search, growing the
-//! embedding for added tokens, batched generation with padding, the speed benchmark.
+//! Not built yet: a batched multi-prompt generation API (the decoder takes a padding mask, but
+//! `generate_*` handle one prompt), sampling, LoRA.
 //!
 //! ```no_run
 //! use genrec_llm::gguf::GgufFile;
