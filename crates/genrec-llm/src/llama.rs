@@ -583,6 +583,67 @@ impl<B: Backend> Llama<B> {
         finished
     }
 
+    /// Greedy continuation of several prompts at once (left-padded into one batch, padding
+    /// masked, rotary positions counted from each prompt's first real token): the same tokens as
+    /// [`generate_greedy`](Self::generate_greedy) on each prompt alone. A row stops at `stop`
+    /// (not included) or after `max_new` tokens.
+    pub fn generate_greedy_batch(&self, prompts: &[Vec<u32>], max_new: usize, stop: Option<u32>) -> Vec<Vec<u32>> {
+        let device = self.embed.device();
+        let b = prompts.len();
+        let mut out = vec![Vec::new(); b];
+        if b == 0 || max_new == 0 {
+            return out;
+        }
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut ids = Vec::with_capacity(b * width);
+        let mut pad = Vec::new();
+        let mut positions = Vec::with_capacity(b);
+        for p in prompts {
+            let missing = width - p.len();
+            ids.extend(std::iter::repeat_n(0i64, missing).chain(p.iter().map(|&t| t as i64)));
+            pad.push((0..width).map(|j| j < missing).collect::<Vec<bool>>());
+            positions.push((0..width).map(|j| j.saturating_sub(missing)).collect::<Vec<usize>>());
+        }
+        let mut cache = KvCache::new(self.n_layers());
+        let mut done = vec![false; b];
+        let mut tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
+        for step in 0..max_new {
+            let flat: Vec<bool> = pad.iter().flatten().copied().collect();
+            let total = pad[0].len();
+            let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(flat, [b, total]), &device);
+            let hidden = self.hidden(tokens, &positions, Some(mask), &mut cache);
+            let t = hidden.dims()[1];
+            let d = hidden.dims()[2];
+            let next: Vec<i64> = self
+                .logits(hidden.slice([0..b, t - 1..t, 0..d]))
+                .argmax(2)
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap_or_default();
+            for (r, &tok) in next.iter().enumerate() {
+                if done[r] {
+                    continue;
+                }
+                if Some(tok as u32) == stop {
+                    done[r] = true;
+                } else {
+                    out[r].push(tok as u32);
+                }
+            }
+            if done.iter().all(|&d| d) || step + 1 == max_new {
+                break;
+            }
+            for (r, row) in pad.iter_mut().enumerate() {
+                row.push(false);
+                let last = positions[r][positions[r].len() - 1];
+                positions[r] = vec![last + 1];
+            }
+            tokens = Tensor::from_data(TensorData::new(next, [b, 1]), &device);
+        }
+        out
+    }
+
     /// Greedy continuation of one prompt with the KV cache: at most `max_new` tokens, stopping
     /// after `stop` (not included).
     pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: Option<u32>) -> Vec<u32> {
@@ -826,6 +887,19 @@ mod tests {
             }
             let with_new = logits(&grown, &[PROMPT[0], (v + 2) as u32]);
             assert!(with_new.iter().all(|x| x.is_finite()));
+        }
+
+        #[test]
+        fn batched_greedy_equals_one_by_one() {
+            let Some(f) = file() else { return };
+            let device = Default::default();
+            let (model, _) = Llama::<B>::from_gguf(f, RopeStyle::SplitHalf, &device).unwrap();
+            let prompts = vec![PROMPT.to_vec(), PROMPT[2..].to_vec(), vec![504, 3575]];
+            let batch = model.generate_greedy_batch(&prompts, 5, Some(30));
+            for (p, got) in prompts.iter().zip(&batch) {
+                assert_eq!(got, &model.generate_greedy(p, 5, Some(30)), "prompt {p:?}");
+            }
+            assert_eq!(batch[0], vec![7042], "stops before the '.' (id 30)");
         }
     }
 }
