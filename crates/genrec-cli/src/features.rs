@@ -135,6 +135,20 @@ impl BackendJob for EncodeJob<'_> {
     }
 }
 
+/// MiniLM vectors of arbitrary texts, through the text-vector cache (keyed by `label` and the
+/// texts' content).
+pub fn encode_texts(texts: &[String], label: &str, device: DeviceKind) -> Result<Matrix> {
+    dispatch(
+        device,
+        EncodeJob {
+            texts,
+            label: label.to_string(),
+            batch_size: 64,
+            cache: true,
+        },
+    )
+}
+
 /// Item vectors of `data` in its item order, with the texts encoded (text kind) and how they were
 /// rendered.
 pub struct Vectors {

@@ -37,6 +37,8 @@ pub enum ProfileSource {
     Text,
     /// Matrices computed elsewhere (`user_file`, `item_file`).
     File,
+    /// Profiles written by SmolLM2-135M-Instruct, embedded with MiniLM (see `profiles.rs`).
+    Llm,
 }
 
 /// The `[profiles]` table.
@@ -50,6 +52,15 @@ pub struct ProfilesConfig {
     /// `file` only: `[n_items, d]` matrix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_file: Option<PathBuf>,
+    /// `llm` only: prompts per generation batch (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// `llm` only: most new tokens per profile (default 48).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new: Option<usize>,
+    /// `llm` only: training-item titles listed in a user's prompt (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_titles: Option<usize>,
 }
 
 impl ProfilesConfig {
@@ -59,9 +70,19 @@ impl ProfilesConfig {
             ProfileSource::File if self.user_file.is_none() || self.item_file.is_none() => {
                 bail!("profiles: source = \"file\" needs both user_file and item_file")
             }
-            ProfileSource::Text if files => bail!("profiles.user_file / item_file: only source = \"file\" reads files"),
-            _ => Ok(()),
+            ProfileSource::Text | ProfileSource::Llm if files => {
+                bail!("profiles.user_file / item_file: only source = \"file\" reads files")
+            }
+            _ => {}
         }
+        let llm_only = self.batch_size.is_some() || self.max_new.is_some() || self.user_titles.is_some();
+        if llm_only && self.source != ProfileSource::Llm {
+            bail!("profiles.batch_size / max_new / user_titles: only source = \"llm\" generates text");
+        }
+        if self.batch_size == Some(0) || self.max_new == Some(0) {
+            bail!("profiles.batch_size and profiles.max_new must be at least 1");
+        }
+        Ok(())
     }
 }
 
@@ -142,6 +163,45 @@ fn build_profiles(
                 dim: user.cols,
                 user: user.data,
                 item: item.data,
+            })
+        }
+        ProfileSource::Llm => {
+            let dataset = dataset.with_context(|| {
+                format!(
+                    "profiles.source = \"llm\": `{}` has no item text here; use source = \"file\"",
+                    config.data.dataset
+                )
+            })?;
+            let options = crate::profiles::LlmProfileOptions {
+                batch_size: profiles.batch_size.unwrap_or(16),
+                max_new: profiles.max_new.unwrap_or(48),
+                user_titles: profiles.user_titles.unwrap_or(10),
+                device,
+            };
+            let split = config.data.holdout.clone().unwrap_or_default();
+            let key = format!(
+                "{}-{}-{}-seed{}",
+                split.ratios[0], split.ratios[1], split.ratios[2], split.seed
+            );
+            let name = &config.data.dataset;
+            let (items, users) = crate::profiles::llm_profiles(
+                &crate::profiles::profile_dir(name),
+                dataset,
+                data,
+                &key,
+                &options,
+                &mut |m| log.line(m),
+            )?;
+            let items = crate::features::encode_texts(&items, &format!("{name}-smollm2-items"), device)?;
+            let users = crate::features::encode_texts(&users, &format!("{name}-smollm2-users-{key}"), device)?;
+            log.line(&format!(
+                "profiles: SmolLM2-written, MiniLM-embedded ({} items, {} users × {})",
+                items.rows, users.rows, items.cols
+            ));
+            Ok(HostProfiles {
+                dim: items.cols,
+                user: users.data,
+                item: items.data,
             })
         }
         ProfileSource::Text => {

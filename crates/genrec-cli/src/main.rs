@@ -7,6 +7,7 @@ mod features;
 mod graph_run;
 mod llm;
 mod plot;
+mod profiles;
 mod tokenize;
 
 use std::path::PathBuf;
