@@ -89,7 +89,7 @@ fn drop_torn_tail(path: &Path) -> Result<()> {
 }
 
 struct GenerateJob<'a> {
-    model_path: &'a Path,
+    file: &'a GgufFile,
     tokenizer: &'a Tokenizer,
     prompts: &'a [(usize, String)],
     out: &'a Path,
@@ -101,9 +101,8 @@ impl BackendJob for GenerateJob<'_> {
     type Output = Result<f64>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let file = GgufFile::open(self.model_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let (model, _) =
-            Llama::<B::InnerBackend>::from_gguf(&file, RopeStyle::SplitHalf, &device).map_err(anyhow::Error::msg)?;
+        let (model, _) = Llama::<B::InnerBackend>::from_gguf(self.file, RopeStyle::SplitHalf, &device)
+            .map_err(anyhow::Error::msg)?;
         let mut sink = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -168,7 +167,7 @@ fn generate_missing(
         let seconds = dispatch(
             options.device,
             GenerateJob {
-                model_path: &model_path,
+                file: &file,
                 tokenizer: &tokenizer,
                 prompts: &todo,
                 out: path,

@@ -160,8 +160,8 @@ pub fn train_graph_cf<B: AutodiffBackend>(
     let sampler = NegativeSampler::new(data)?;
     let pairs = training_pairs(data);
     let graph = Graph::<B>::new(data, device);
-    let inner_device = device.clone();
-    let inner_graph = Graph::<B::InnerBackend>::new(data, &inner_device);
+    let inner_graph = Graph::<B::InnerBackend>::new(data, device);
+    // Profiles only feed the alignment head; `GraphCf::new` refuses an alignment without them.
     let profiles = match (profiles, &settings.align) {
         (Some(p), Some(_)) => Some(Profiles::<B>::new(
             p.user.clone(),
@@ -171,7 +171,6 @@ pub fn train_graph_cf<B: AutodiffBackend>(
             data.n_items,
             device,
         )?),
-        (None, Some(_)) => return Err("model.align is set but no profiles were given".into()),
         _ => None,
     };
     let model = GraphCf::<B>::new(

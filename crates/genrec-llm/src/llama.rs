@@ -389,6 +389,8 @@ impl<B: Backend> Llama<B> {
             mask = mask.bool_or(pad.reshape([b, 1, 1, total]).expand([b, 1, t, total]));
         }
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        // One mask for every layer and head.
+        let mask = mask.expand([b, nh, t, total]);
         let group = nh / nkv;
         for (l, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(x.clone());
@@ -412,7 +414,7 @@ impl<B: Backend> Llama<B> {
                 .expand([b, nkv, group, total, hd])
                 .reshape([b, nh, total, hd]);
             let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-            let scores = scores.mask_fill(mask.clone().expand([b, nh, t, total]), -1e30);
+            let scores = scores.mask_fill(mask.clone(), -1e30);
             let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
             x = x + block.o.forward(attn);
             let h = block.ffn_norm.forward(x.clone());
@@ -647,32 +649,10 @@ impl<B: Backend> Llama<B> {
     /// Greedy continuation of one prompt with the KV cache: at most `max_new` tokens, stopping
     /// after `stop` (not included).
     pub fn generate_greedy(&self, prompt: &[u32], max_new: usize, stop: Option<u32>) -> Vec<u32> {
-        let device = self.embed.device();
-        let mut cache = KvCache::new(self.n_layers());
-        let mut out = Vec::new();
-        let mut input: Vec<u32> = prompt.to_vec();
-        for _ in 0..max_new {
-            let start = cache.len();
-            let positions = vec![(start..start + input.len()).collect::<Vec<_>>()];
-            let ids: Vec<i64> = input.iter().map(|&i| i as i64).collect();
-            let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, input.len()]), &device);
-            let hidden = self.hidden(tokens, &positions, None, &mut cache);
-            let t = input.len();
-            let last = hidden.slice([0..1, t - 1..t]);
-            let next = self
-                .logits(last)
-                .argmax(2)
-                .into_data()
-                .convert::<i64>()
-                .to_vec::<i64>()
-                .unwrap()[0] as u32;
-            if Some(next) == stop {
-                break;
-            }
-            out.push(next);
-            input = vec![next];
-        }
-        out
+        // A batch of one: no padding, so this is plain KV-cached greedy decoding.
+        self.generate_greedy_batch(&[prompt.to_vec()], max_new, stop)
+            .pop()
+            .unwrap_or_default()
     }
 }
 
