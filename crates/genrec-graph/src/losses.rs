@@ -2,8 +2,9 @@
 //! (sums vs means matter: the weights in the configs were tuned against these exact scales).
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
+use genrec_models::fused::log_sum_exp;
 
 /// `log(1 + e^x)` without overflow: `max(x, 0) + log1p(e^-|x|)`.
 pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -29,14 +30,14 @@ fn unit_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 
 /// Summed InfoNCE `Σ_b [−⟨â_b, p̂_b⟩/τ + log Σ_j exp(⟨â_b, ĉ_j⟩/τ)]` with unit rows: each anchor's
 /// positive against every candidate row (`candidates` usually holds the positives' whole table,
-/// or the batch's own positives). The reference does not subtract a max before `exp`; with unit
-/// rows the exponent is at most `1/τ`, so that is safe for τ ≥ 0.01.
+/// or the batch's own positives). The log-sum-exp over the `[batch, m]` similarities goes through
+/// [`log_sum_exp`] (the backend's fused softmax; the largest tensor of a contrastive step).
 ///
 /// # Shapes
 /// - `anchor`, `positive`: `[batch, d]`
 /// - `candidates`: `[m, d]`
 /// - output: `[1]`
-pub fn info_nce_sum<B: Backend>(
+pub fn info_nce_sum<B: AutodiffBackend>(
     anchor: Tensor<B, 2>,
     positive: Tensor<B, 2>,
     candidates: Tensor<B, 2>,
@@ -46,24 +47,29 @@ pub fn info_nce_sum<B: Backend>(
     let p = unit_rows(positive);
     let c = unit_rows(candidates);
     let numerator = (a.clone() * p).sum_dim(1).div_scalar(temperature);
-    let denominator = a.matmul(c.transpose()).div_scalar(temperature).exp().sum_dim(1).log();
-    (denominator - numerator).sum()
+    let denominator = log_sum_exp(a.matmul(c.transpose()).div_scalar(temperature));
+    (denominator - numerator.squeeze_dim(1)).sum()
 }
 
 /// RLMRec-Gen's reconstruction loss (`ssl_con_loss`): with `x̂ = x/max(‖x‖, 1e-12)`,
-/// `mean_b −log(exp(⟨x̂_b, ŷ_b⟩/τ) / (Σ_j exp(⟨x̂_b, ŷ_j⟩/τ) + 1e-8) + 1e-8)`.
+/// `mean_b −log(exp(⟨x̂_b, ŷ_b⟩/τ) / (Σ_j exp(⟨x̂_b, ŷ_j⟩/τ) + 1e-8) + 1e-8)`, the sum over `j`
+/// as `exp` of the fused [`log_sum_exp`] (overflowing where the reference's own `exp` would).
 ///
 /// # Shapes
 /// - `x`, `y`: `[n, d]`
 /// - output: `[1]`
-pub fn reconstruction_nce<B: Backend>(x: Tensor<B, 2>, y: Tensor<B, 2>, temperature: f64) -> Tensor<B, 1> {
+pub fn reconstruction_nce<B: AutodiffBackend>(x: Tensor<B, 2>, y: Tensor<B, 2>, temperature: f64) -> Tensor<B, 1> {
     let unit = |t: Tensor<B, 2>| {
         let norm = t.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
         t / norm
     };
     let (x, y) = (unit(x), unit(y));
-    let positive = (x.clone() * y.clone()).sum_dim(1).div_scalar(temperature).exp();
-    let all = x.matmul(y.transpose()).div_scalar(temperature).exp().sum_dim(1);
+    let positive = (x.clone() * y.clone())
+        .sum_dim(1)
+        .div_scalar(temperature)
+        .exp()
+        .squeeze_dim(1);
+    let all = log_sum_exp(x.matmul(y.transpose()).div_scalar(temperature)).exp();
     ((positive / (all + 1e-8)) + 1e-8).log().neg().mean()
 }
 
@@ -88,10 +94,10 @@ pub fn squared_norm<B: Backend, M: Module<B>>(module: &M) -> Tensor<B, 1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn::backend::{Autodiff, Flex};
     use burn::tensor::TensorData;
 
-    type B = Flex;
+    type B = Autodiff<Flex>;
 
     fn t(rows: usize, v: &[f32]) -> Tensor<B, 2> {
         Tensor::from_data(TensorData::new(v.to_vec(), [rows, v.len() / rows]), &Default::default())

@@ -8,7 +8,7 @@
 //! InfoNCE weight 0.1 and τ 0.2, SimGCL noise ε 0.9.
 
 use burn::module::{Module, Param};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -315,7 +315,7 @@ pub fn pick<B: Backend>(nodes: &Tensor<B, 2>, n_users: usize, batch: &Triples<B>
 /// The mean training loss of one batch: BPR on the backbone's training view, its own
 /// contrastive term (SGL, SimGCL), L2, and the RLMRec alignment term when configured. Random
 /// draws (edge dropout, noise, node masks) come from `rng`.
-pub fn batch_loss<B: Backend>(
+pub fn batch_loss<B: AutodiffBackend>(
     model: &GraphCf<B>,
     settings: &Settings,
     graph: &Graph<B>,

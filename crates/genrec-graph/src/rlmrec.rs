@@ -18,7 +18,7 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::leaky_relu;
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::index::sample;
 use rand::Rng;
@@ -200,7 +200,10 @@ impl<B: Backend> Align<B> {
         let masked = ego * keep.clone() + token.expand([n, dim]) * (keep.neg() + 1.0);
         (masked, Tensor::from_data(TensorData::new(seeds, [count]), &device))
     }
+}
 
+/// The alignment losses use the fused log-sum-exp, which needs the autodiff backend.
+impl<B: AutodiffBackend> Align<B> {
     /// Con's summed InfoNCE (the caller divides by the batch size and weights it).
     pub fn contrastive(
         &self,

@@ -4,7 +4,7 @@
 //! batch's users (against all users of view 2), positives and negatives (each against all items
 //! of view 2), and BPR on a third, clean view. Amazon-book: L2 1e-5, InfoNCE weight 0.1, τ 0.2.
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
@@ -18,7 +18,7 @@ use crate::model::{pick, split_nodes, Settings, Triples};
 /// # Shapes
 /// - `ego`: `[n_nodes, dim]`
 /// - output: `([n_nodes, dim], [1])`
-pub fn views<B: Backend>(
+pub fn views<B: AutodiffBackend>(
     graph: &Graph<B>,
     ego: Tensor<B, 2>,
     settings: &Settings,

@@ -8,7 +8,7 @@
 //!
 //! `cargo run --release -p genrec -- run experiments/simgcl-amazon-book.toml`
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -39,7 +39,7 @@ pub fn perturb<B: Backend>(x: Tensor<B, 2>, eps: f64, rng: &mut ChaCha8Rng) -> T
 /// # Shapes
 /// - `ego`: `[n_nodes, dim]`
 /// - output: `([n_nodes, dim], [1])`
-pub fn views<B: Backend>(
+pub fn views<B: AutodiffBackend>(
     graph: &Graph<B>,
     ego: Tensor<B, 2>,
     settings: &Settings,

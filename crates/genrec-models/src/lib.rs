@@ -4,6 +4,7 @@
 //! and [`tiger`] (on the [`t5`] encoder–decoder), with the shared training loop in [`train`].
 //! P5, LC-Rec and SETRec are not built yet (listed as absent in the README).
 
+pub mod fused;
 pub mod nn;
 pub mod pop;
 pub mod sasrec;

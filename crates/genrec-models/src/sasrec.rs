@@ -9,13 +9,14 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{log_softmax, softmax, softplus};
-use burn::tensor::backend::Backend;
+use burn::tensor::activation::{softmax, softplus};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::fused::cross_entropy;
 use crate::nn::drop_out;
 
 /// SASRec hyper-parameters; the `[model]` table of an experiment with `kind = "sasrec"`.
@@ -337,16 +338,42 @@ impl<B: Backend> SasRec<B> {
         w.slice([1..rows, 0..d])
     }
 
+    /// Binary cross-entropy with one negative per item position (the original SASRec loss).
+    ///
+    /// # Shapes
+    /// - `negatives`: `[n]` tokens, one per item position of `batch`
+    pub fn loss_bce(&self, batch: &SeqBatch<B>, negatives: Tensor<B, 1, Int>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
+        let h = self.hidden_at_items(batch, rng);
+        let [n, d] = h.dims();
+        let embed = |t: Tensor<B, 1, Int>| self.item.forward(t.unsqueeze::<2>()).reshape([n, d]);
+        let pos = (h.clone() * embed(batch.targets.clone())).sum_dim(1);
+        let neg = (h * embed(negatives)).sum_dim(1);
+        // -ln σ(x) = softplus(-x); -ln(1 - σ(x)) = softplus(x).
+        (softplus(pos.neg(), 1.0) + softplus(neg, 1.0)).mean()
+    }
+
+    /// Scores of every item after each history (last position · item embeddings).
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), n_items]`
+    pub fn score(&self, histories: &[&[ItemId]]) -> Tensor<B, 2> {
+        let device = self.item.weight.val().device();
+        let h = self.forward(&SeqInput::new(histories, self.max_len, &device), None);
+        let [batch, len, d] = h.dims();
+        let last = h.slice([0..batch, len - 1..len, 0..d]).reshape([batch, d]);
+        last.matmul(self.item_embeddings().transpose())
+    }
+}
+
+/// The softmax losses go through [`cross_entropy`], which needs the autodiff backend.
+impl<B: AutodiffBackend> SasRec<B> {
     /// Full-softmax cross-entropy of the next item, averaged over the batch's item positions.
     /// Training mode (dropout drawn from `rng`).
     pub fn loss_full_softmax(&self, batch: &SeqBatch<B>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
         let h = self.hidden_at_items(batch, rng);
         // Logits over all rows, padding included; the padding column is never a target.
         let logits = h.matmul(self.item.weight.val().transpose());
-        let logp = log_softmax(logits, 1)
-            .gather(1, batch.targets.clone().unsqueeze_dim(1))
-            .squeeze_dim::<1>(1);
-        logp.neg().mean()
+        cross_entropy(logits, batch.targets.clone()).mean()
     }
 
     /// Sampled softmax: at each item position, the target against `negatives` shared negative
@@ -385,34 +412,8 @@ impl<B: Backend> SasRec<B> {
             .repeat_dim(1, n_neg)
             .equal(negatives.unsqueeze::<2>().repeat_dim(0, n));
         let neg = neg.mask_fill(hit, -1.0e9);
-        let logp = log_softmax(Tensor::cat(vec![pos, neg], 1), 1).slice([0..n, 0..1]);
-        logp.neg().mean()
-    }
-
-    /// Binary cross-entropy with one negative per item position (the original SASRec loss).
-    ///
-    /// # Shapes
-    /// - `negatives`: `[n]` tokens, one per item position of `batch`
-    pub fn loss_bce(&self, batch: &SeqBatch<B>, negatives: Tensor<B, 1, Int>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
-        let h = self.hidden_at_items(batch, rng);
-        let [n, d] = h.dims();
-        let embed = |t: Tensor<B, 1, Int>| self.item.forward(t.unsqueeze::<2>()).reshape([n, d]);
-        let pos = (h.clone() * embed(batch.targets.clone())).sum_dim(1);
-        let neg = (h * embed(negatives)).sum_dim(1);
-        // -ln σ(x) = softplus(-x); -ln(1 - σ(x)) = softplus(x).
-        (softplus(pos.neg(), 1.0) + softplus(neg, 1.0)).mean()
-    }
-
-    /// Scores of every item after each history (last position · item embeddings).
-    ///
-    /// # Shapes
-    /// - output: `[histories.len(), n_items]`
-    pub fn score(&self, histories: &[&[ItemId]]) -> Tensor<B, 2> {
-        let device = self.item.weight.val().device();
-        let h = self.forward(&SeqInput::new(histories, self.max_len, &device), None);
-        let [batch, len, d] = h.dims();
-        let last = h.slice([0..batch, len - 1..len, 0..d]).reshape([batch, d]);
-        last.matmul(self.item_embeddings().transpose())
+        let targets = Tensor::zeros([n], &pos.device());
+        cross_entropy(Tensor::cat(vec![pos, neg], 1), targets).mean()
     }
 }
 
@@ -421,6 +422,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     type B = burn::backend::Flex;
+    type A = burn::backend::Autodiff<B>;
 
     fn rng() -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(0)
@@ -503,8 +505,8 @@ mod tests {
             dropout: 0.0,
             ..Default::default()
         }
-        .init_seeded::<B>(50, 5, 7, &device);
-        let batch = SeqBatch::<B>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
+        .init_seeded::<A>(50, 5, 7, &device);
+        let batch = SeqBatch::<A>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
         let loss: f32 = model.loss_full_softmax(&batch, &mut rng()).into_scalar();
         // Small random init: predictions near uniform over 51 rows, loss ≈ ln 51 = 3.93.
         assert!((loss - 51f32.ln()).abs() < 0.2, "{loss}");
@@ -518,15 +520,15 @@ mod tests {
             dropout: 0.0,
             ..Default::default()
         }
-        .init_seeded::<B>(50, 5, 7, &device);
-        let batch = SeqBatch::<B>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
+        .init_seeded::<A>(50, 5, 7, &device);
+        let batch = SeqBatch::<A>::new(&[&[1, 2, 3]], &[&[2, 3, 4]], 5, &device);
         // Near-zero logits: BCE ≈ 2 ln 2 per position.
-        let negatives = Tensor::<B, 1, Int>::from_ints([10, 10, 10], &device);
+        let negatives = Tensor::<A, 1, Int>::from_ints([10, 10, 10], &device);
         let bce: f32 = model.loss_bce(&batch, negatives, &mut rng()).into_scalar();
         assert!((bce - 2.0 * 2f32.ln()).abs() < 0.25, "{bce}");
         // Uniform q over 51 tokens cancels out: softmax over 1 + 10 near-equal logits ≈ ln 11.
         // Token 4 (a target) among the negatives is masked where it is the target.
-        let negs = Tensor::<B, 1, Int>::from_ints([4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &device);
+        let negs = Tensor::<A, 1, Int>::from_ints([4, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19], &device);
         let lq = -(51f32.ln());
         let s: f32 = model
             .loss_sampled_softmax(
