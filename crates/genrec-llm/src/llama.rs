@@ -137,6 +137,19 @@ pub struct Llama<B: Backend> {
     interleaved: bool,
 }
 
+/// `layer` applied to `[n, t, d_in]` as `[n·t, d_in]` rows. Burn's `linear` on a 3-D input runs
+/// `n` small batched GEMMs (and a batched weight gradient summed afterwards); on rows it is one
+/// GEMM each way, which Flex runs 1.2-2x faster at these sizes (docs/benchmarks.md).
+///
+/// # Shapes
+/// - `x`: `[n, t, d_in]`; output `[n, t, d_out]`
+fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [n, t, d] = x.dims();
+    let y = layer.forward(x.reshape([n * t, d]));
+    let out = y.dims()[1];
+    y.reshape([n, t, out])
+}
+
 /// A bias-free linear layer from a row-major `[out, in]` matrix (the checkpoint layout).
 fn linear<B: Backend>(rows_out_in: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Linear<B> {
     Linear {
@@ -394,9 +407,11 @@ impl<B: Backend> Llama<B> {
         let group = nh / nkv;
         for (l, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(x.clone());
-            let q = block.q.forward(h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
-            let k = block.k.forward(h.clone()).reshape([b, t, nkv, hd]).swap_dims(1, 2);
-            let v = block.v.forward(h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+            let q = linear_rows(&block.q, h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
+            let k = linear_rows(&block.k, h.clone())
+                .reshape([b, t, nkv, hd])
+                .swap_dims(1, 2);
+            let v = linear_rows(&block.v, h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
             let q = self.rotate(q, &cos, &sin);
             let k = self.rotate(k, &cos, &sin);
             let (k, v) = match cache.layers[l].take() {
@@ -416,11 +431,12 @@ impl<B: Backend> Llama<B> {
             let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
             let scores = scores.mask_fill(mask.clone(), -1e30);
             let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
-            x = x + block.o.forward(attn);
+            x = x + linear_rows(&block.o, attn);
             let h = block.ffn_norm.forward(x.clone());
-            let ffn = block
-                .down
-                .forward(silu(block.gate.forward(h.clone())) * block.up.forward(h));
+            let ffn = linear_rows(
+                &block.down,
+                silu(linear_rows(&block.gate, h.clone())) * linear_rows(&block.up, h),
+            );
             x = x + ffn;
             for (slot, _) in layers.iter().enumerate().filter(|(_, &want)| want == l) {
                 kept[slot] = Some(x.clone());

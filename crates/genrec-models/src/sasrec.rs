@@ -263,7 +263,10 @@ impl<B: Backend> Block<B> {
     fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>, p: f64, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
-        let heads = |t: Tensor<B, 3>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
+        // The linear layers see `[batch · len, d]` rows: Burn's `linear` on a 3-D input runs
+        // `batch` small GEMMs (and sums a batched weight gradient); on rows it is one GEMM.
+        let x = x.reshape([batch * len, d]);
+        let heads = |t: Tensor<B, 2>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
         let normed = self.norm_attn.forward(x.clone());
         // Scaling q (len × dk) is cheaper than scaling the scores (len × len).
         let q = heads(self.query.forward(normed.clone())) * (1.0 / (dk as f64).sqrt());
@@ -271,11 +274,11 @@ impl<B: Backend> Block<B> {
         let v = heads(self.value.forward(normed));
         let weights = softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3);
         let weights = drop_out(weights, p, rng.as_deref_mut());
-        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, len, d]);
+        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch * len, d]);
         let x = x + drop_out(self.out.forward(attended), p, rng.as_deref_mut());
         let hidden = self.gelu.forward(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
         let hidden = drop_out(hidden, p, rng.as_deref_mut());
-        x + drop_out(self.ffn_out.forward(hidden), p, rng)
+        (x + drop_out(self.ffn_out.forward(hidden), p, rng)).reshape([batch, len, d])
     }
 }
 

@@ -37,7 +37,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
-use crate::nn::drop_out;
+use crate::nn::{drop_out, linear_rows};
 
 /// T5 hyper-parameters (the defaults are TIGER's: 4+4 layers, 6 heads of 64, d_model 128).
 #[derive(Config, Debug)]
@@ -310,7 +310,7 @@ impl<B: Backend> Attention<B> {
     /// `[n, n_heads, t, d_kv]` -> `[n, t, d_model]` (heads merged, output projection applied)
     fn merge(&self, x: Tensor<B, 4>) -> Tensor<B, 3> {
         let [n, h, t, dk] = x.dims();
-        self.o.forward(x.swap_dims(1, 2).reshape([n, t, h * dk]))
+        linear_rows(&self.o, x.swap_dims(1, 2).reshape([n, t, h * dk]))
     }
 
     /// `softmax(q kᵀ + bias) v`, unscaled.
@@ -343,9 +343,9 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut Option<Kv<B>>>,
         rng: &mut Option<&mut ChaCha8Rng>,
     ) -> Tensor<B, 3> {
-        let q = self.split(self.q.forward(x.clone()));
-        let mut k = self.split(self.k.forward(x.clone()));
-        let mut v = self.split(self.v.forward(x));
+        let q = self.split(linear_rows(&self.q, x.clone()));
+        let mut k = self.split(linear_rows(&self.k, x.clone()));
+        let mut v = self.split(linear_rows(&self.v, x));
         if let Some(cache) = cache {
             if let Some(past) = cache.take() {
                 k = Tensor::cat(vec![past.k, k], 2);
@@ -377,10 +377,10 @@ impl<B: Backend> FeedForward<B> {
     fn forward(&self, x: Tensor<B, 3>, rng: &mut Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         let hidden = match &self.wi_linear {
-            None => relu(self.wi.forward(x)),
-            Some(wi_linear) => gelu_approximate(self.wi.forward(x.clone())) * wi_linear.forward(x),
+            None => relu(linear_rows(&self.wi, x)),
+            Some(wi_linear) => gelu_approximate(linear_rows(&self.wi, x.clone())) * linear_rows(wi_linear, x),
         };
-        self.wo.forward(drop_out(hidden, self.dropout, rng.as_deref_mut()))
+        linear_rows(&self.wo, drop_out(hidden, self.dropout, rng.as_deref_mut()))
     }
 }
 
@@ -456,7 +456,7 @@ impl<B: Backend> DecoderBlock<B> {
         // A user's rows form the query axis against that user's memory: [batch, heads, n, d_kv].
         let q = self
             .cross_attn
-            .split(self.cross_attn.q.forward(self.cross_norm.forward(x.clone())));
+            .split(linear_rows(&self.cross_attn.q, self.cross_norm.forward(x.clone())));
         let attended = self
             .cross_attn
             .attend(q, cross.k.clone(), cross.v.clone(), cross_bias, rng);
@@ -624,8 +624,8 @@ impl<B: Backend> T5<B> {
             .decoder
             .iter()
             .map(|block| Kv {
-                k: block.cross_attn.split(block.cross_attn.k.forward(memory.clone())),
-                v: block.cross_attn.split(block.cross_attn.v.forward(memory.clone())),
+                k: block.cross_attn.split(linear_rows(&block.cross_attn.k, memory.clone())),
+                v: block.cross_attn.split(linear_rows(&block.cross_attn.v, memory.clone())),
             })
             .collect();
         CrossCache {
