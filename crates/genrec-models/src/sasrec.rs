@@ -269,7 +269,7 @@ impl<B: Backend> Block<B> {
         let heads = |t: Tensor<B, 2>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
         let normed = self.norm_attn.forward(x.clone());
         // Scaling q (len × dk) is cheaper than scaling the scores (len × len).
-        let q = heads(self.query.forward(normed.clone())) * (1.0 / (dk as f64).sqrt());
+        let q = heads(self.query.forward(normed.clone()) * (1.0 / (dk as f64).sqrt()));
         let k = heads(self.key.forward(normed.clone()));
         let v = heads(self.value.forward(normed));
         let weights = softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3);
@@ -309,10 +309,14 @@ impl<B: Backend> SasRec<B> {
     /// - `input.tokens`: `[batch, len]`, 0 = padding (left-padded), `len ≤ max_len`
     /// - output: `[batch, len, d_model]`
     pub fn forward(&self, input: &SeqInput<B>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
-        let len = input.tokens.dims()[1];
+        let [batch, len] = input.tokens.dims();
         let device = input.tokens.device();
         let first = input.first_position as i64;
-        let positions = Tensor::<B, 1, Int>::arange(first..first + len as i64, &device).unsqueeze::<2>();
+        // Positions for every row: a same-shape add is one vectorised pass, a broadcast one (and
+        // its batch-summed gradient) a strided walk on Flex.
+        let positions = Tensor::<B, 1, Int>::arange(first..first + len as i64, &device)
+            .unsqueeze::<2>()
+            .repeat_dim(0, batch);
         let h = self.item.forward(input.tokens.clone()) + self.pos.forward(positions);
         let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
         for block in &self.blocks {

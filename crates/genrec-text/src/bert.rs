@@ -129,6 +129,21 @@ fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([n, t, out])
 }
 
+/// `[batch, heads, len, dk]` -> `[batch, len, heads · dk]`. Flex copies a permuted 4-D tensor
+/// element by element through a generic strided iterator; each head's `[batch, len, dk]` slice
+/// collapses to a 2-D copy instead, and `cat` joins them with row copies.
+fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [batch, heads, len, dk] = x.dims();
+    let parts = (0..heads)
+        .map(|h| {
+            x.clone()
+                .slice([0..batch, h..h + 1, 0..len, 0..dk])
+                .reshape([batch, len, dk])
+        })
+        .collect();
+    Tensor::cat(parts, 2)
+}
+
 /// Exact GELU `x · Φ(x) = x/2 · (1 + erf(x/√2))`. On the CPU backends, outside autodiff, it runs
 /// on the host with the vectorised [`erf`], chunks in parallel: Flex's own `gelu` calls libm's
 /// scalar `erff` on one thread, which was 23% of a Beauty encode.
@@ -217,11 +232,12 @@ impl<B: Backend> BertLayer<B> {
         let [batch, len, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
         let heads = |t: Tensor<B, 3>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
-        let q = heads(linear_rows(&self.query, x.clone())) * (1.0 / (dk as f64).sqrt());
+        // Scaled while contiguous: Flex walks a permuted view element by element.
+        let q = heads(linear_rows(&self.query, x.clone()) * (1.0 / (dk as f64).sqrt()));
         let k = heads(linear_rows(&self.key, x.clone()));
         let v = heads(linear_rows(&self.value, x.clone()));
         let weights = softmax(q.matmul(k.swap_dims(2, 3)) + key_bias, 3);
-        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch, len, d]);
+        let attended = merge_heads(weights.matmul(v));
         let x = self
             .attention_norm
             .forward(x + linear_rows(&self.attention_output, attended));
@@ -251,8 +267,12 @@ impl<B: Backend> Bert<B> {
             self.max_positions
         );
         let device = ids.device();
-        let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device).unsqueeze::<2>();
-        let types = Tensor::<B, 2, Int>::zeros([1, len], &device);
+        // Ids for every row rather than broadcast `[1, len]` embeddings: a same-shape add is one
+        // vectorised pass, a broadcast one a strided walk on Flex.
+        let positions = Tensor::<B, 1, Int>::arange(0..len as i64, &device)
+            .unsqueeze::<2>()
+            .repeat_dim(0, batch);
+        let types = Tensor::<B, 2, Int>::zeros([batch, len], &device);
         let e = &self.embeddings;
         let h = e.word_embeddings.forward(ids)
             + e.position_embeddings.forward(positions)
