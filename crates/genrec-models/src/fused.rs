@@ -79,7 +79,7 @@ fn host_softmax<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
 pub fn softmax_rows(rows: &mut [f32], width: usize) -> Vec<f32> {
     use rayon::prelude::*;
     assert!(
-        width > 0 && rows.len() % width == 0,
+        width > 0 && rows.len().is_multiple_of(width),
         "softmax_rows: {} values in rows of {width}",
         rows.len()
     );
@@ -174,6 +174,9 @@ fn exp_approx(x: f32) -> f32 {
     // 1.5 · 2^23: adding it rounds to the nearest integer, which then sits in the low mantissa
     // bits (no float-to-int conversion, which would not vectorise).
     const ROUND: f32 = 12_582_912.0;
+    // Not `clamp`: max/min send NaN to a bound instead of propagating it, which keeps the loop
+    // branch-free (callers detect NaN rows themselves).
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-87.3).min(88.3);
     let k = x * LOG2E + ROUND;
     let n = k - ROUND;
@@ -183,7 +186,8 @@ fn exp_approx(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    // Cephes' 5.0000001201e-1 is 0.5 in f32.
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // n ∈ [-126, 127], so n + 127 is a normal exponent.
     let exponent = k.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
