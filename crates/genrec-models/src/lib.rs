@@ -1,7 +1,8 @@
 //! # genrec-models
 //!
 //! Recommenders behind the [`genrec_eval::Recommender`] trait: [`pop::Popularity`], [`sasrec`]
-//! and [`tiger`] (on the [`t5`] encoder–decoder), with the shared training loop in [`train`].
+//! and [`tiger`] (on the [`t5`] encoder–decoder), with the shared training loop in [`train`] and
+//! the full-softmax losses' log-sum-exp in [`fused`] (also used by genrec-graph's InfoNCE).
 //! P5, LC-Rec and SETRec are not built yet (listed as absent in the README).
 
 pub mod fused;
