@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use genrec_data::assets;
 use genrec_llm::llama::{KvCache, Llama, RopeStyle};
 use genrec_llm::GgufFile;
+use genrec_models::fused::cross_entropy;
 
 /// As the `genrec` binary (see its main.rs): mimalloc, not glibc malloc.
 #[global_allocator]
@@ -46,7 +47,7 @@ fn bench(c: &mut Criterion) {
     // 513 ids from the vocabulary's ordinary range; inputs are the first 512, targets the next.
     let ids: Vec<i64> = (0..513).map(|k| 300 + (k * 7919) % 40_000).collect();
     let input = Tensor::<Autodiff<Flex>, 2, Int>::from_data(TensorData::new(ids[..512].to_vec(), [1, 512]), &device);
-    let target = Tensor::<Autodiff<Flex>, 3, Int>::from_data(TensorData::new(ids[1..].to_vec(), [1, 512, 1]), &device);
+    let target = Tensor::<Autodiff<Flex>, 1, Int>::from_data(TensorData::new(ids[1..].to_vec(), [512]), &device);
     let positions = vec![(0..512).collect::<Vec<_>>()];
     group.throughput(Throughput::Elements(512));
     group.measurement_time(Duration::from_secs(60));
@@ -55,8 +56,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut cache = KvCache::new(config.n_layers);
             let hidden = model.hidden(input.clone(), &positions, None, &mut cache);
-            let logp = burn::tensor::activation::log_softmax(model.logits(hidden), 2);
-            let loss = logp.gather(2, target.clone()).mean().neg();
+            // Next-token cross-entropy through genrec's fused log-sum-exp, as training would.
+            let logits = model.logits(hidden);
+            let [_, t, vocab] = logits.dims();
+            let loss = cross_entropy(logits.reshape([t, vocab]), target.clone()).mean();
             loss_value = loss.clone().into_scalar();
             let grads = loss.backward();
             drop(grads);
