@@ -31,7 +31,8 @@ fn unit_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 /// Summed InfoNCE `Σ_b [−⟨â_b, p̂_b⟩/τ + log Σ_j exp(⟨â_b, ĉ_j⟩/τ)]` with unit rows: each anchor's
 /// positive against every candidate row (`candidates` usually holds the positives' whole table,
 /// or the batch's own positives). The log-sum-exp over the `[batch, m]` similarities goes through
-/// [`log_sum_exp`] (the backend's fused softmax; the largest tensor of a contrastive step).
+/// [`log_sum_exp`] (one row softmax, on CPU backends a vectorised host kernel; this is the largest
+/// tensor of a contrastive step).
 ///
 /// # Shapes
 /// - `anchor`, `positive`: `[batch, d]`

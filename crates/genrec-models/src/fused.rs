@@ -1,5 +1,6 @@
-//! Row-wise log-sum-exp (and the cross-entropy built on it) through the backend's own softmax
-//! kernel, for the full-softmax losses of training.
+//! Row-wise log-sum-exp (and the cross-entropy built on it) from one row softmax (a vectorised
+//! host kernel on the CPU backends, the backend's own elsewhere), for the full-softmax losses of
+//! training.
 //!
 //! Why: under autodiff, Burn 0.21 decomposes `log_softmax` into max, sub, exp, sum and log, each
 //! a full pass over the logits, and Flex's `exp` is a scalar libm call per element. Those
