@@ -16,7 +16,7 @@ use genrec_data::ItemId;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fused::cross_entropy;
+use crate::fused::{cross_entropy, linear_cross_entropy};
 use crate::nn::drop_out;
 
 /// SASRec hyper-parameters; the `[model]` table of an experiment with `kind = "sasrec"`.
@@ -379,8 +379,7 @@ impl<B: AutodiffBackend> SasRec<B> {
     pub fn loss_full_softmax(&self, batch: &SeqBatch<B>, rng: &mut ChaCha8Rng) -> Tensor<B, 1> {
         let h = self.hidden_at_items(batch, rng);
         // Logits over all rows, padding included; the padding column is never a target.
-        let logits = h.matmul(self.item.weight.val().transpose());
-        cross_entropy(logits, batch.targets.clone()).mean()
+        linear_cross_entropy(h, self.item.weight.val(), batch.targets.clone())
     }
 
     /// Sampled softmax: at each item position, the target against `negatives` shared negative
