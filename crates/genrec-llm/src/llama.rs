@@ -16,6 +16,7 @@ use burn::nn::{Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+use genrec_kernels::linear_rows;
 use serde::{Deserialize, Serialize};
 
 use crate::gguf::GgufFile;
@@ -135,19 +136,6 @@ pub struct Llama<B: Backend> {
     head_dim: usize,
     rope_base: f64,
     interleaved: bool,
-}
-
-/// `layer` applied to `[n, t, d_in]` as `[n·t, d_in]` rows. Burn's `linear` on a 3-D input runs
-/// `n` small batched GEMMs (and a batched weight gradient summed afterwards); on rows it is one
-/// GEMM each way, which Flex runs 1.2-2x faster at these sizes (docs/benchmarks.md).
-///
-/// # Shapes
-/// - `x`: `[n, t, d_in]`; output `[n, t, d_out]`
-fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [n, t, d] = x.dims();
-    let y = layer.forward(x.reshape([n * t, d]));
-    let out = y.dims()[1];
-    y.reshape([n, t, out])
 }
 
 /// A bias-free linear layer from a row-major `[out, in]` matrix (the checkpoint layout).

@@ -1,5 +1,5 @@
 //! Row-wise log-sum-exp (and the cross-entropy built on it) from one row softmax (a vectorised
-//! host kernel on the CPU backends, the backend's own elsewhere), for the full-softmax losses of
+//! host kernel of genrec-kernels on the CPU backends, the backend's own elsewhere), for the full-softmax losses of
 //! training.
 //!
 //! Why: under autodiff, Burn 0.21 decomposes `log_softmax` into max, sub, exp, sum and log, each
@@ -14,7 +14,8 @@
 //! - gradient: `∂lse/∂x = p`, carried by the linear surrogate `Σ_j x_j · p_j` (with `p` a
 //!   constant) whose value is subtracted again, so the output has lse's value and lse's gradient.
 //!
-//! On the CPU backends (Flex, NdArray) the softmax runs on the host instead, in [`softmax_rows`]:
+//! On the CPU backends (Flex, NdArray) the softmax runs on the host instead, in genrec-kernels'
+//! `softmax_rows`:
 //! their own kernels call the scalar libm `expf` per element (10% of a SASRec step), while the
 //! host kernel is a vectorised polynomial `exp` (AVX-512 or AVX2 chosen at run time), rows in
 //! parallel. Flex hands its buffer over without a copy, so the round trip costs one copy of the
@@ -27,6 +28,8 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use genrec_kernels::host::softmax_rows;
+use genrec_kernels::is_cpu_backend;
 
 /// `ln Σ_j exp(x_ij)` of every row, differentiable in `x`.
 ///
@@ -36,7 +39,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 pub fn log_sum_exp<B: AutodiffBackend>(x: Tensor<B, 2>) -> Tensor<B, 1> {
     let [n, _] = x.dims();
     let inner = x.clone().inner();
-    let (p, value) = if matches!(B::InnerBackend::name(&inner.device()).as_str(), "flex" | "ndarray") {
+    let (p, value) = if is_cpu_backend::<B::InnerBackend>(&inner.device()) {
         host_softmax(inner)
     } else {
         device_softmax(inner)
@@ -84,7 +87,7 @@ pub fn linear_cross_entropy<B: AutodiffBackend>(
     assert!(n > 0, "linear_cross_entropy: no rows");
     let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
     let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-    let (p, lse) = if matches!(B::InnerBackend::name(&logits.device()).as_str(), "flex" | "ndarray") {
+    let (p, lse) = if is_cpu_backend::<B::InnerBackend>(&logits.device()) {
         host_softmax(logits)
     } else {
         device_softmax(logits)
@@ -114,126 +117,6 @@ fn host_softmax<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
         Tensor::from_data(TensorData::new(rows, [n, m]), &device),
         Tensor::from_data(TensorData::new(lse, [n, 1]), &device),
     )
-}
-
-/// Replaces every row of `rows` (`width` wide) by its softmax and returns the rows' log-sum-exp.
-/// A row with a NaN or +∞ gets a NaN log-sum-exp.
-pub fn softmax_rows(rows: &mut [f32], width: usize) -> Vec<f32> {
-    use rayon::prelude::*;
-    assert!(
-        width > 0 && rows.len().is_multiple_of(width),
-        "softmax_rows: {} values in rows of {width}",
-        rows.len()
-    );
-    // ~16k values per task: enough work to amortise rayon, rows never split.
-    let per_task = (16_384 / width).max(1) * width;
-    rows.par_chunks_mut(per_task)
-        .flat_map_iter(|chunk| chunk.chunks_mut(width).map(softmax_row).collect::<Vec<_>>())
-        .collect()
-}
-
-fn softmax_row(row: &mut [f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { softmax_row_avx512(row) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { softmax_row_avx2(row) };
-        }
-    }
-    softmax_row_portable(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn softmax_row_avx512(row: &mut [f32]) -> f32 {
-    softmax_row_portable(row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32]) -> f32 {
-    softmax_row_portable(row)
-}
-
-/// Written so the compiler vectorises every pass: fixed-width lanes with one accumulator each,
-/// no branches inside the loops.
-#[inline(always)]
-fn softmax_row_portable(row: &mut [f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut top = [f32::NEG_INFINITY; LANES];
-    let mut nan = [false; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for i in 0..LANES {
-            top[i] = top[i].max(chunk[i]);
-            nan[i] |= chunk[i].is_nan();
-        }
-    }
-    let mut max = top.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut bad = nan.iter().any(|&b| b);
-    for &v in chunks.remainder() {
-        max = max.max(v);
-        bad |= v.is_nan();
-    }
-    // `exp_approx` clamps, so NaN and +∞ are caught here: the row's log-sum-exp is NaN.
-    if bad || max == f32::INFINITY {
-        row.fill(f32::NAN);
-        return f32::NAN;
-    }
-
-    let mut acc = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        for i in 0..LANES {
-            chunk[i] = exp_approx(chunk[i] - max);
-            acc[i] += chunk[i];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = exp_approx(*v - max);
-        sum += *v;
-    }
-
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
-    max + sum.ln()
-}
-
-/// `e^x` to within 2 ulp for x in [-87.3, 88.3] (Cephes `expf`: x = n ln 2 + r, |r| ≤ ln 2 / 2,
-/// a degree-6 polynomial in r, times 2^n built in the exponent bits). Inputs are clamped to
-/// that range (NaN becomes the lower end; callers check for NaN themselves): below it the
-/// result is about 1e-38 instead of a subnormal or 0.
-#[inline(always)]
-fn exp_approx(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5 · 2^23: adding it rounds to the nearest integer, which then sits in the low mantissa
-    // bits (no float-to-int conversion, which would not vectorise).
-    const ROUND: f32 = 12_582_912.0;
-    // Not `clamp`: max/min send NaN to a bound instead of propagating it, which keeps the loop
-    // branch-free (callers detect NaN rows themselves).
-    #[allow(clippy::manual_clamp)]
-    let x = x.max(-87.3).min(88.3);
-    let k = x * LOG2E + ROUND;
-    let n = k - ROUND;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    // Cephes' 5.0000001201e-1 is 0.5 in f32.
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    // n ∈ [-126, 127], so n + 127 is a normal exponent.
-    let exponent = k.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
-    e * f32::from_bits(exponent << 23)
 }
 
 #[cfg(test)]
@@ -362,35 +245,6 @@ mod tests {
         let v = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap();
         close(&v(hp), &v(dp), 1e-5);
         close(&v(hv), &v(dv), 1e-6);
-    }
-
-    #[test]
-    fn exp_approx_is_within_two_ulp() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 0.5 {
-            let want = (x as f64).exp();
-            let rel = ((exp_approx(x) as f64 - want) / want).abs();
-            worst = worst.max(rel);
-            x += 0.000_37;
-        }
-        assert!(worst < 2.5e-7, "worst relative error {worst}");
-        assert!(exp_approx(-1e9) < 1e-37 && exp_approx(-1e9) > 0.0);
-        assert!(exp_approx(88.3).is_finite());
-    }
-
-    #[test]
-    fn softmax_rows_by_hand_and_with_non_finite_rows() {
-        let mut rows = vec![0.0, 2f32.ln(), 1.0, 1.0, 0.0, f32::NAN, f32::INFINITY, 0.0];
-        let lse = softmax_rows(&mut rows, 2);
-        close(&rows[..4], &[1.0 / 3.0, 2.0 / 3.0, 0.5, 0.5], 1e-6);
-        close(&lse[..2], &[3f32.ln(), 1.0 + 2f32.ln()], 1e-6);
-        assert!(lse[2].is_nan() && lse[3].is_nan(), "{lse:?}");
-        // A masked (−∞) entry gets probability ~0; 40 values cover the vector body and its tail.
-        let mut masked: Vec<f32> = (0..40).map(|i| if i == 3 { f32::NEG_INFINITY } else { 0.0 }).collect();
-        let lse = softmax_rows(&mut masked, 40);
-        assert!(masked[3] < 1e-37 && (masked[0] - 1.0 / 39.0).abs() < 1e-7, "{masked:?}");
-        assert!((lse[0] - 39f32.ln()).abs() < 1e-6);
     }
 
     #[test]

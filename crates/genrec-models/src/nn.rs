@@ -1,24 +1,10 @@
 //! Small building blocks shared by the models.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
-
-/// `layer` applied to `[n, t, d_in]` as `[n·t, d_in]` rows. Burn's `linear` on a 3-D input runs
-/// `n` small batched GEMMs (and a batched weight gradient summed afterwards); on rows it is one
-/// GEMM each way, which Flex runs 1.2-2x faster at these sizes (docs/benchmarks.md).
-///
-/// # Shapes
-/// - `x`: `[n, t, d_in]`; output `[n, t, d_out]`
-pub fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [n, t, d] = x.dims();
-    let y = layer.forward(x.reshape([n * t, d]));
-    let out = y.dims()[1];
-    y.reshape([n, t, out])
-}
 
 /// Inverted dropout with the mask drawn on the host from the training loop's seeded RNG. Burn
 /// 0.21's Flex backend draws each Bernoulli sample through a generic distribution sampler (~13 ns

@@ -8,11 +8,12 @@
 //! `cargo run -p genrec -- run experiments/sasrec-ml100k.toml`
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Gelu, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{softmax, softplus};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
+use genrec_kernels::gelu;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -238,7 +239,6 @@ struct Block<B: Backend> {
     norm_ffn: LayerNorm<B>,
     ffn_in: Linear<B>,
     ffn_out: Linear<B>,
-    gelu: Gelu,
     n_heads: usize,
 }
 
@@ -253,13 +253,12 @@ impl<B: Backend> Block<B> {
             norm_ffn: LayerNormConfig::new(d).init(device),
             ffn_in: LinearConfig::new(d, 4 * d).init(device),
             ffn_out: LinearConfig::new(4 * d, d).init(device),
-            gelu: Gelu::new(),
             n_heads,
         }
     }
 
     /// # Shapes
-    /// - `x`: `[batch, len, d]`; `bias`: `[batch, 1, len, len]`; output: `[batch, len, d]`
+    /// - `x`: `[batch, len, d]`; `bias`: `[batch, heads, len, len]`; output: `[batch, len, d]`
     fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>, p: f64, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
@@ -276,7 +275,7 @@ impl<B: Backend> Block<B> {
         let weights = drop_out(weights, p, rng.as_deref_mut());
         let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch * len, d]);
         let x = x + drop_out(self.out.forward(attended), p, rng.as_deref_mut());
-        let hidden = self.gelu.forward(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
+        let hidden = gelu(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
         let hidden = drop_out(hidden, p, rng.as_deref_mut());
         (x + drop_out(self.ffn_out.forward(hidden), p, rng)).reshape([batch, len, d])
     }
@@ -319,8 +318,12 @@ impl<B: Backend> SasRec<B> {
             .repeat_dim(0, batch);
         let h = self.item.forward(input.tokens.clone()) + self.pos.forward(positions);
         let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
+        // The bias repeated over the heads once: added to the scores as a broadcast it would be
+        // a strided walk on Flex in every block.
+        let heads = self.blocks.first().map_or(1, |b| b.n_heads);
+        let bias = input.bias.clone().repeat_dim(1, heads);
         for block in &self.blocks {
-            h = block.forward(h, input.bias.clone(), self.dropout, rng.as_deref_mut());
+            h = block.forward(h, bias.clone(), self.dropout, rng.as_deref_mut());
         }
         self.norm.forward(h)
     }

@@ -37,7 +37,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
-use crate::nn::{drop_out, linear_rows};
+use genrec_kernels::linear_rows;
+
+use crate::nn::drop_out;
 
 /// T5 hyper-parameters (the defaults are TIGER's: 4+4 layers, 6 heads of 64, d_model 128).
 #[derive(Config, Debug)]

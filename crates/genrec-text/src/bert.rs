@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
+use genrec_kernels::{gelu, linear_rows};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face BERT `config.json` that shape the network (others are ignored).
@@ -116,19 +117,6 @@ pub struct BertLayer<B: Backend> {
     n_heads: usize,
 }
 
-/// `layer` applied to `[n, t, d_in]` as `[n·t, d_in]` rows. Burn's `linear` on a 3-D input runs
-/// `n` small batched GEMMs (and a batched weight gradient summed afterwards); on rows it is one
-/// GEMM each way, which Flex runs 1.2-2x faster at these sizes (docs/benchmarks.md).
-///
-/// # Shapes
-/// - `x`: `[n, t, d_in]`; output `[n, t, d_out]`
-fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [n, t, d] = x.dims();
-    let y = layer.forward(x.reshape([n * t, d]));
-    let out = y.dims()[1];
-    y.reshape([n, t, out])
-}
-
 /// `[batch, heads, len, dk]` -> `[batch, len, heads · dk]`. Flex copies a permuted 4-D tensor
 /// element by element through a generic strided iterator; each head's `[batch, len, dk]` slice
 /// collapses to a 2-D copy instead, and `cat` joins them with row copies.
@@ -142,84 +130,6 @@ fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
         })
         .collect();
     Tensor::cat(parts, 2)
-}
-
-/// Exact GELU `x · Φ(x) = x/2 · (1 + erf(x/√2))`. On the CPU backends, outside autodiff, it runs
-/// on the host with the vectorised [`erf`], chunks in parallel: Flex's own `gelu` calls libm's
-/// scalar `erff` on one thread, which was 23% of a Beauty encode.
-///
-/// # Shapes
-/// - `x`: any; output the same
-fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    use rayon::prelude::*;
-    let device = x.device();
-    if B::ad_enabled(&device) || !matches!(B::name(&device).as_str(), "flex" | "ndarray") {
-        return burn::tensor::activation::gelu(x);
-    }
-    let shape = x.shape();
-    let mut values = x
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("f32 activations");
-    values.par_chunks_mut(16_384).for_each(gelu_slice);
-    Tensor::from_data(TensorData::new(values, shape), &device)
-}
-
-fn gelu_slice(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { gelu_slice_avx512(values) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { gelu_slice_avx2(values) };
-        }
-    }
-    gelu_slice_portable(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_slice_avx512(values: &mut [f32]) {
-    gelu_slice_portable(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gelu_slice_avx2(values: &mut [f32]) {
-    gelu_slice_portable(values)
-}
-
-#[inline(always)]
-fn gelu_slice_portable(values: &mut [f32]) {
-    for v in values.iter_mut() {
-        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// `erf(x)` within 5e-7 absolute (a few f32 ulps near ±1): the rational approximation of Eigen and XLA (odd degree-13
-/// numerator over even degree-8 denominator in x, on x clamped to [-4, 4], where f32's erf is
-/// already ±1). Branch-free, so it vectorises.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let p = -2.726_142_3e-10_f32;
-    let p = p * x2 + 2.770_681_4e-8;
-    let p = p * x2 - 2.101_024e-6;
-    let p = p * x2 - 5.692_506_4e-5;
-    let p = p * x2 - 7.349_906_3e-4;
-    let p = p * x2 - 2.954_600_1e-3;
-    let p = p * x2 - 1.609_603_3e-2;
-    let q = -1.456_607_2e-5_f32;
-    let q = q * x2 - 2.133_740_6e-4;
-    let q = q * x2 - 1.682_827e-3;
-    let q = q * x2 - 7.373_329e-3;
-    let q = q * x2 - 1.426_473_9e-2;
-    x * p / q
 }
 
 /// Added to the attention scores of padding keys. Finite so that no row becomes NaN.
@@ -299,45 +209,5 @@ impl<B: Backend> Bert<B> {
         let mean = summed / counts;
         let norm = mean.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
         mean / norm
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::backend::Flex;
-    use burn::tensor::Distribution;
-
-    /// erf by its Taylor series in f64 (cancellation keeps it within ~1e-9 on [-4.2, 4.2]).
-    fn erf_series(x: f64) -> f64 {
-        let (mut term, mut sum, mut n) = (x, x, 0.0);
-        while term.abs() > 1e-17 {
-            n += 1.0;
-            term *= -x * x / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
-
-    #[test]
-    fn erf_is_within_5e7_absolute() {
-        let mut worst = 0.0f64;
-        let mut x = -4.2f32;
-        while x <= 4.2 {
-            worst = worst.max((erf(x) as f64 - erf_series(x as f64)).abs());
-            x += 0.000_61;
-        }
-        assert!(worst < 5e-7, "worst absolute error {worst}");
-        assert!((erf(-9.0) + 1.0).abs() < 5e-7 && (erf(5.0) - 1.0).abs() < 5e-7);
-    }
-
-    #[test]
-    fn host_gelu_matches_the_backend_gelu() {
-        let x = Tensor::<Flex, 2>::random([33, 100], Distribution::Normal(0.0, 3.0), &Default::default());
-        let host = gelu(x.clone()).into_data().to_vec::<f32>().unwrap();
-        let backend = burn::tensor::activation::gelu(x).into_data().to_vec::<f32>().unwrap();
-        for (h, b) in host.iter().zip(&backend) {
-            assert!((h - b).abs() < 1e-6 * (1.0 + b.abs()), "{h} vs {b}");
-        }
     }
 }
