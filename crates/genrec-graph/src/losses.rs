@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use genrec_models::fused::log_sum_exp;
+use genrec_models::fused::{linear_log_sum_exp, log_sum_exp};
 
 /// `log(1 + e^x)` without overflow: `max(x, 0) + log1p(e^-|x|)`.
 pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -31,8 +31,9 @@ fn unit_rows<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 /// Summed InfoNCE `Σ_b [−⟨â_b, p̂_b⟩/τ + log Σ_j exp(⟨â_b, ĉ_j⟩/τ)]` with unit rows: each anchor's
 /// positive against every candidate row (`candidates` usually holds the positives' whole table,
 /// or the batch's own positives). The log-sum-exp over the `[batch, m]` similarities goes through
-/// [`log_sum_exp`] (one row softmax, on CPU backends a vectorised host kernel; this is the largest
-/// tensor of a contrastive step).
+/// [`linear_log_sum_exp`], fused with the product (one row softmax, on CPU backends a vectorised
+/// host kernel, and the similarities never enter the autodiff graph: they are the largest tensor
+/// of a contrastive step).
 ///
 /// # Shapes
 /// - `anchor`, `positive`: `[batch, d]`
@@ -47,9 +48,8 @@ pub fn info_nce_sum<B: AutodiffBackend>(
     let a = unit_rows(anchor);
     let p = unit_rows(positive);
     let c = unit_rows(candidates);
-    let numerator = (a.clone() * p).sum_dim(1).div_scalar(temperature);
-    let denominator = log_sum_exp(a.matmul(c.transpose()).div_scalar(temperature));
-    (denominator - numerator.squeeze_dim(1)).sum()
+    let numerator = (a.clone() * p).sum().div_scalar(temperature);
+    linear_log_sum_exp(a.div_scalar(temperature), c) - numerator
 }
 
 /// RLMRec-Gen's reconstruction loss (`ssl_con_loss`): with `x̂ = x/max(‖x‖, 1e-12)`,

@@ -59,21 +59,40 @@ pub fn cross_entropy<B: AutodiffBackend>(logits: Tensor<B, 2>, targets: Tensor<B
     log_sum_exp(logits) - picked
 }
 
-/// Mean cross-entropy of the logits `h · wᵀ` against `targets`, fused with the output
-/// projection: the `[n, m]` logits and their softmax exist only inside this call, never in the
+/// `Σ_i ln Σ_j exp(h_i · w_j)`: the summed row log-sum-exp of the logits `h · wᵀ`, fused with the
+/// product, so the `[n, m]` logits and their softmax exist only inside this call, never in the
 /// autodiff graph.
 ///
-/// The gradients of the mean loss are `∂/∂h = (P·w − w[t]) / n` and `∂/∂w = (Pᵀ·h − Σ h[t]) / n`
-/// with `P = softmax(h·wᵀ)`. Both products are computed here, on the inner backend, while `P` is
-/// at hand; the surrogate `Σ h ⊙ (P·w)/n + Σ w ⊙ (Pᵀ·h)/n` (its value subtracted again) carries
-/// them, and the target term `−Σ_i h_i · w[t_i] / n` stays an ordinary autodiff expression. What
-/// that saves against `cross_entropy(h.matmul(wᵀ))`: the autodiff copies of the logits and of
-/// `P`, the pass of the `x · p` surrogate over the logits, and in the backward pass the
-/// `[n, m]` gradient of the logits, its broadcast product and the scatter of the gather — about
-/// five passes over the largest tensor of a SASRec step. The two GEMMs are the ones the
-/// matmul's backward pass would run anyway.
+/// The gradients are `∂/∂h = P·w` and `∂/∂w = Pᵀ·h` with `P = softmax(h·wᵀ)` (rows). Both products
+/// are computed here, on the inner backend, while `P` is at hand, and the surrogate
+/// `Σ h ⊙ (P·w) + Σ w ⊙ (Pᵀ·h)` (its value subtracted again) carries them. What that saves
+/// against `log_sum_exp(h.matmul(wᵀ)).sum()`: the autodiff copies of the logits and of `P`, the
+/// pass of the `x ⊙ p` surrogate over the logits, and in the backward pass the `[n, m]` gradient
+/// of the logits and its broadcast product — passes over the largest tensor of a SASRec step or
+/// a contrastive batch. The two GEMMs are the ones the matmul's backward pass would run anyway.
 ///
-/// Because the `w` term sums over rows, only the mean over rows is returned (not per-row values).
+/// Because the `w` term sums over rows, only the sum over rows is returned (not per-row values).
+///
+/// # Shapes
+/// - `h`: `[n, d]`; `w`: `[m, d]`
+/// - output: `[1]`
+pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 1> {
+    let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
+    let logits = h_inner.clone().matmul(w_inner.clone().transpose());
+    let (p, lse) = if is_cpu_backend::<B::InnerBackend>(&logits.device()) {
+        host_softmax(logits)
+    } else {
+        device_softmax(logits)
+    };
+    let grad_h = p.clone().matmul(w_inner);
+    let grad_w = p.transpose().matmul(h_inner);
+    let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
+    Tensor::from_inner(lse.sum()) + surrogate.clone() - surrogate.detach()
+}
+
+/// Mean cross-entropy of the logits `h · wᵀ` against `targets`, fused with the output projection
+/// through [`linear_log_sum_exp`]; the target term `−Σ_i h_i · w[t_i]` is an ordinary autodiff
+/// expression.
 ///
 /// # Shapes
 /// - `h`: `[n, d]`, `n ≥ 1`; `w`: `[m, d]`; `targets`: `[n]`, values in `0..m`
@@ -85,19 +104,8 @@ pub fn linear_cross_entropy<B: AutodiffBackend>(
 ) -> Tensor<B, 1> {
     let [n, _] = h.dims();
     assert!(n > 0, "linear_cross_entropy: no rows");
-    let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
-    let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-    let (p, lse) = if is_cpu_backend::<B::InnerBackend>(&logits.device()) {
-        host_softmax(logits)
-    } else {
-        device_softmax(logits)
-    };
-    let scale = 1.0 / n as f64;
-    let grad_h = p.clone().matmul(w_inner) * scale;
-    let grad_w = p.transpose().matmul(h_inner) * scale;
-    let picked = (h.clone() * w.clone().select(0, targets)).sum() * scale;
-    let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
-    Tensor::from_inner(lse.mean()) - picked + surrogate.clone() - surrogate.detach()
+    let picked = (h.clone() * w.clone().select(0, targets)).sum();
+    (linear_log_sum_exp(h, w) - picked) / n as f64
 }
 
 /// Row softmax `[n, m]` and log-sum-exp `[n, 1]` with the backend's own kernels.
