@@ -1,9 +1,10 @@
 //! Vectorised f32 kernels on host slices: `exp`, `erf`, row softmax, GELU and its derivative.
 //!
 //! Every loop is written so the compiler vectorises it (fixed-width lanes, no branches inside),
-//! and every public kernel is compiled three times by [`simd_dispatch!`] (AVX-512, AVX2 + FMA,
-//! baseline) with the best one chosen at run time, so one binary runs on any x86-64 (and,
-//! through the baseline, elsewhere). Large inputs are split into chunks run in parallel.
+//! and every slice kernel is compiled three times by the `simd_dispatch!` macro (AVX-512,
+//! AVX2 + FMA, baseline) with the best one chosen at run time, so one binary runs on any x86-64
+//! (and, through the baseline, elsewhere). Large inputs are split into chunks run in parallel.
+//! The scalar [`exp_approx`] and [`erf`] are inlined into those loops.
 
 use rayon::prelude::*;
 
@@ -184,11 +185,21 @@ pub fn exp_approx(x: f32) -> f32 {
 }
 
 /// `erf(x)` within 5e-7 absolute (a few f32 ulps near ±1): the rational approximation of Eigen
-/// and XLA (odd degree-13 numerator over even degree-8 denominator in x, on x clamped to
-/// [-4, 4], where f32's erf is already ±1). Branch-free, so it vectorises. NaN stays NaN.
+/// and XLA (odd degree-13 numerator over even degree-8 denominator in x) on [-4, 4], and exactly
+/// ±1 beyond, where f32's erf is already ±1 (so GELU is exactly 0 for very negative inputs).
+/// Branch-free (a select), so it vectorises. NaN stays NaN.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
+    let inside = erf_inside(x.clamp(-4.0, 4.0));
+    if x.abs() >= 4.0 {
+        1.0f32.copysign(x)
+    } else {
+        inside
+    }
+}
+
+#[inline(always)]
+fn erf_inside(x: f32) -> f32 {
     let x2 = x * x;
     let p = -2.726_142_3e-10_f32;
     let p = p * x2 + 2.770_681_4e-8;
@@ -236,7 +247,7 @@ mod tests {
             x += 0.000_61;
         }
         assert!(worst < 5e-7, "worst absolute error {worst}");
-        assert!((erf(-9.0) + 1.0).abs() < 5e-7 && (erf(5.0) - 1.0).abs() < 5e-7);
+        assert!(erf(-9.0) == -1.0 && erf(5.0) == 1.0 && erf(4.0) == 1.0);
         assert!(erf(f32::NAN).is_nan());
     }
 

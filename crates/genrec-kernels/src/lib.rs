@@ -46,7 +46,9 @@ pub fn linear_rows<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 
 /// `s = GELU'(x)` and `o = GELU(x) − x ⊙ s` from one host pass, so the value is GELU's (to a
 /// rounding) and the backward pass is one product with `s`. Burn's own GELU there is libm's
 /// scalar `erff` forward and again, with `expf`, backward (12% of a SASRec step). Elsewhere it
-/// is Burn's `gelu`.
+/// is Burn's `gelu`. The surrogate gives exact first derivatives only (no gradient of a
+/// gradient); an input of +∞ gives NaN under autodiff (non-finite either way, which the training
+/// loop stops on). f32 tensors (the default float type of every genrec backend).
 ///
 /// # Shapes
 /// - `x`: any; output the same

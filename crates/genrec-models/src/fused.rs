@@ -1,29 +1,31 @@
-//! Row-wise log-sum-exp (and the cross-entropy built on it) from one row softmax (a vectorised
-//! host kernel of genrec-kernels on the CPU backends, the backend's own elsewhere), for the full-softmax losses of
-//! training.
+//! Row-wise log-sum-exp, and the losses built on it, from one row softmax (a vectorised host
+//! kernel of genrec-kernels on the CPU backends, the backend's own elsewhere), for the
+//! full-softmax losses of training.
 //!
 //! Why: under autodiff, Burn 0.21 decomposes `log_softmax` into max, sub, exp, sum and log, each
 //! a full pass over the logits, and Flex's `exp` is a scalar libm call per element. Those
 //! logits are the largest tensors of a training step (SASRec: item positions × all items;
-//! InfoNCE: a batch × every user). The inner, non-autodiff backend has a softmax of its own
-//! (on Flex a fused, SIMD, row-parallel kernel), and from `p = softmax(x)` both the value and the
-//! gradient of the log-sum-exp follow without another exponential:
+//! InfoNCE: a batch × every user). From `p = softmax(x)` both the value and the gradient of the
+//! log-sum-exp follow without another exponential:
 //!
 //! - value: `lse(x) = max(x) − ln max(p)`, because the arg-max entry of `p` is exactly
 //!   `1 / Σ_j e^(x_j − max)`;
 //! - gradient: `∂lse/∂x = p`, carried by the linear surrogate `Σ_j x_j · p_j` (with `p` a
 //!   constant) whose value is subtracted again, so the output has lse's value and lse's gradient.
 //!
-//! On the CPU backends (Flex, NdArray) the softmax runs on the host instead, in genrec-kernels'
-//! `softmax_rows`:
-//! their own kernels call the scalar libm `expf` per element (10% of a SASRec step), while the
-//! host kernel is a vectorised polynomial `exp` (AVX-512 or AVX2 chosen at run time), rows in
-//! parallel. Flex hands its buffer over without a copy, so the round trip costs one copy of the
-//! logits.
+//! [`log_sum_exp`] and [`cross_entropy`] take logits already in the graph.
+//! [`linear_log_sum_exp`] and [`linear_cross_entropy`] take the two factors of the logits
+//! (`h · wᵀ`) and keep the logits out of the graph altogether (SASRec's output layer, InfoNCE).
 //!
-//! The result matches the decomposed form to float rounding on every backend (the tests compare
+//! On the CPU backends (Flex, NdArray) the softmax runs on the host, in genrec-kernels'
+//! `softmax_rows`: their own kernels call the scalar libm `expf` per element (10% of a SASRec
+//! step), the host kernel is a vectorised polynomial `exp` (AVX-512 or AVX2 chosen at run time),
+//! rows in parallel.
+//!
+//! The results match the decomposed forms to float rounding on every backend (the tests compare
 //! values and gradients); non-finite logits give non-finite losses, which the training loop
-//! stops on.
+//! stops on. The surrogates give exact first derivatives only: a loss that differentiates
+//! through a gradient (a gradient penalty) must not use them.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -45,7 +47,8 @@ pub fn log_sum_exp<B: AutodiffBackend>(x: Tensor<B, 2>) -> Tensor<B, 1> {
         device_softmax(inner)
     };
     let linear = (x * Tensor::from_inner(p)).sum_dim(1);
-    (Tensor::from_inner(value) + linear.clone() - linear.detach()).reshape([n])
+    // The zero first, so the value is not rounded at the scale of the surrogate.
+    (Tensor::from_inner(value) + (linear.clone() - linear.detach())).reshape([n])
 }
 
 /// Cross-entropy `lse(x_i) − x_i[t_i]` of every row against its target column.
@@ -77,9 +80,15 @@ pub fn cross_entropy<B: AutodiffBackend>(logits: Tensor<B, 2>, targets: Tensor<B
 /// - `h`: `[n, d]`; `w`: `[m, d]`
 /// - output: `[1]`
 pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 1> {
+    let host = is_cpu_backend::<B::InnerBackend>(&h.device());
+    linear_log_sum_exp_on(h, w, host)
+}
+
+/// [`linear_log_sum_exp`] with the softmax on the host or on the device (both testable on Flex).
+fn linear_log_sum_exp_on<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>, host: bool) -> Tensor<B, 1> {
     let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
     let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-    let (p, lse) = if is_cpu_backend::<B::InnerBackend>(&logits.device()) {
+    let (p, lse) = if host {
         host_softmax(logits)
     } else {
         device_softmax(logits)
@@ -87,7 +96,8 @@ pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) 
     let grad_h = p.clone().matmul(w_inner);
     let grad_w = p.transpose().matmul(h_inner);
     let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
-    Tensor::from_inner(lse.sum()) + surrogate.clone() - surrogate.detach()
+    // The zero first: `lse + S − S` would round the value at the scale of `S`.
+    Tensor::from_inner(lse.sum()) + (surrogate.clone() - surrogate.detach())
 }
 
 /// Mean cross-entropy of the logits `h · wᵀ` against `targets`, fused with the output projection
@@ -202,46 +212,98 @@ mod tests {
         );
     }
 
-    #[test]
-    fn linear_cross_entropy_matches_the_decomposed_form() {
-        let device = Default::default();
-        let h0 = Tensor::<Flex, 2>::random([9, 6], Distribution::Normal(0.0, 2.0), &device);
-        let w0 = Tensor::<Flex, 2>::random([13, 6], Distribution::Normal(0.0, 2.0), &device);
-        let targets = Tensor::<A, 1, Int>::from_ints([0, 3, 12, 3, 7, 1, 1, 5, 11], &device);
-        let run = |fused: bool| {
-            let h = Tensor::<A, 2>::from_inner(h0.clone()).require_grad();
-            let w = Tensor::<A, 2>::from_inner(w0.clone()).require_grad();
-            let loss = if fused {
-                linear_cross_entropy(h.clone(), w.clone(), targets.clone())
-            } else {
-                let logits = h.clone().matmul(w.clone().transpose());
-                log_softmax(logits, 1)
-                    .gather(1, targets.clone().reshape([9, 1]))
-                    .neg()
-                    .mean()
-            };
-            // Scaled, so a surrogate that ignored the upstream gradient would fail.
-            let grads = (loss.clone() * 3.0).backward();
-            let v = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap();
-            (
-                loss.into_data().to_vec::<f32>().unwrap(),
-                v(h.grad(&grads).unwrap()),
-                v(w.grad(&grads).unwrap()),
-            )
+    /// Seeded normal `[rows, cols]` values.
+    fn normal(rows: usize, cols: usize, seed: u64, scale: f32) -> Tensor<Flex, 2> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|_| scale * (rng.random::<f32>() + rng.random::<f32>() + rng.random::<f32>() - 1.5))
+            .collect();
+        Tensor::from_data(TensorData::new(values, [rows, cols]), &Default::default())
+    }
+
+    /// Loss value and the gradients of `h0` and `w0` (which may be the same leaf), the loss
+    /// scaled by 3 so that a surrogate ignoring the upstream gradient would fail.
+    fn value_and_grads(
+        h0: &Tensor<Flex, 2>,
+        w0: &Tensor<Flex, 2>,
+        tied: bool,
+        loss: impl Fn(Tensor<A, 2>, Tensor<A, 2>) -> Tensor<A, 1>,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let h = Tensor::<A, 2>::from_inner(h0.clone()).require_grad();
+        let w = if tied {
+            h.clone()
+        } else {
+            Tensor::<A, 2>::from_inner(w0.clone()).require_grad()
         };
-        let (fv, fh, fw) = run(true);
-        let (dv, dh, dw) = run(false);
-        close(&fv, &dv, 1e-6);
-        close(&fh, &dh, 1e-5);
-        close(&fw, &dw, 1e-5);
+        let value = loss(h.clone(), w.clone());
+        let grads = (value.clone() * 3.0).backward();
+        let v = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap();
+        (
+            value.into_data().to_vec::<f32>().unwrap(),
+            v(h.grad(&grads).unwrap()),
+            v(w.grad(&grads).unwrap()),
+        )
     }
 
     #[test]
-    fn linear_cross_entropy_of_non_finite_inputs_is_not_finite() {
+    fn linear_cross_entropy_matches_the_decomposed_form() {
         let device = Default::default();
-        let h = Tensor::<A, 2>::from_floats([[f32::NAN, 1.0], [0.0, 1.0]], &device);
-        let w = Tensor::<A, 2>::from_floats([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], &device);
-        let loss = linear_cross_entropy(h, w, Tensor::from_ints([0, 2], &device));
+        let (h0, w0) = (normal(9, 6, 1, 2.0), normal(13, 6, 2, 2.0));
+        let targets = Tensor::<A, 1, Int>::from_ints([0, 3, 12, 3, 7, 1, 1, 5, 11], &device);
+        let fused = value_and_grads(&h0, &w0, false, |h, w| linear_cross_entropy(h, w, targets.clone()));
+        let decomposed = value_and_grads(&h0, &w0, false, |h, w| {
+            log_softmax(h.matmul(w.transpose()), 1)
+                .gather(1, targets.clone().reshape([9, 1]))
+                .neg()
+                .mean()
+        });
+        close(&fused.0, &decomposed.0, 1e-6);
+        close(&fused.1, &decomposed.1, 1e-5);
+        close(&fused.2, &decomposed.2, 1e-5);
+    }
+
+    /// Both softmax paths, with `h` and `w` independent, the same tensor (both gradient terms land
+    /// on one leaf), and `h` computed from `w` (as SASRec's tied item embedding).
+    #[test]
+    fn linear_log_sum_exp_matches_the_decomposed_form() {
+        let (h0, w0) = (normal(7, 5, 3, 1.5), normal(11, 5, 4, 1.5));
+        let decomposed = |h: Tensor<A, 2>, w: Tensor<A, 2>| {
+            let logits = h.matmul(w.transpose());
+            let max = logits.clone().detach().max_dim(1);
+            ((logits - max.clone()).exp().sum_dim(1).log() + max).sum()
+        };
+        /// `f(2·w[..7] + tanh(h), w)`: the first factor depends on the second.
+        fn derived(
+            f: impl Fn(Tensor<A, 2>, Tensor<A, 2>) -> Tensor<A, 1>,
+        ) -> impl Fn(Tensor<A, 2>, Tensor<A, 2>) -> Tensor<A, 1> {
+            move |h, w| f(w.clone().slice([0..7, 0..5]) * 2.0 + h.tanh(), w)
+        }
+        for host in [true, false] {
+            let fused = |h, w| linear_log_sum_exp_on(h, w, host);
+            for tied in [false, true] {
+                let (fv, fh, fw) = value_and_grads(&h0, &w0, tied, fused);
+                let (dv, dh, dw) = value_and_grads(&h0, &w0, tied, decomposed);
+                close(&fv, &dv, 1e-6);
+                close(&fh, &dh, 1e-5);
+                close(&fw, &dw, 1e-5);
+            }
+            let (fv, fh, fw) = value_and_grads(&h0, &w0, false, derived(fused));
+            let (dv, dh, dw) = value_and_grads(&h0, &w0, false, derived(decomposed));
+            close(&fv, &dv, 1e-6);
+            close(&fh, &dh, 1e-5);
+            close(&fw, &dw, 1e-5);
+        }
+    }
+
+    /// Finite factors whose product overflows f32 in a column that is not the target.
+    #[test]
+    fn linear_losses_of_overflowing_logits_are_not_finite() {
+        let device = Default::default();
+        let h = Tensor::<A, 2>::from_floats([[1e20, 0.0]], &device);
+        let w = Tensor::<A, 2>::from_floats([[1e20, 0.0], [0.0, 1.0]], &device);
+        assert!(!linear_log_sum_exp(h.clone(), w.clone()).into_scalar().is_finite());
+        let loss = linear_cross_entropy(h, w, Tensor::from_ints([1], &device));
         assert!(!loss.into_scalar().is_finite());
     }
 

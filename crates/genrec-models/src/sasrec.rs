@@ -13,7 +13,7 @@ use burn::tensor::activation::{softmax, softplus};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
-use genrec_kernels::gelu;
+use genrec_kernels::{gelu, is_cpu_backend};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -258,7 +258,7 @@ impl<B: Backend> Block<B> {
     }
 
     /// # Shapes
-    /// - `x`: `[batch, len, d]`; `bias`: `[batch, heads, len, len]`; output: `[batch, len, d]`
+    /// - `x`: `[batch, len, d]`; `bias`: `[batch, heads or 1, len, len]`; output: `[batch, len, d]`
     fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>, p: f64, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
         let [batch, len, d] = x.dims();
         let (h, dk) = (self.n_heads, d / self.n_heads);
@@ -318,10 +318,12 @@ impl<B: Backend> SasRec<B> {
             .repeat_dim(0, batch);
         let h = self.item.forward(input.tokens.clone()) + self.pos.forward(positions);
         let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
-        // The bias repeated over the heads once: added to the scores as a broadcast it would be
-        // a strided walk on Flex in every block.
-        let heads = self.blocks.first().map_or(1, |b| b.n_heads);
-        let bias = input.bias.clone().repeat_dim(1, heads);
+        // On the CPU backends the bias is repeated over the heads once: added to the scores as a
+        // broadcast it would be a strided walk on Flex in every block. Devices broadcast for free.
+        let bias = match self.blocks.first() {
+            Some(block) if is_cpu_backend::<B>(&device) => input.bias.clone().repeat_dim(1, block.n_heads),
+            _ => input.bias.clone(),
+        };
         for block in &self.blocks {
             h = block.forward(h, bias.clone(), self.dropout, rng.as_deref_mut());
         }
@@ -375,7 +377,8 @@ impl<B: Backend> SasRec<B> {
     }
 }
 
-/// The softmax losses go through [`cross_entropy`], which needs the autodiff backend.
+/// The softmax losses go through the fused losses of [`crate::fused`], which need the autodiff
+/// backend.
 impl<B: AutodiffBackend> SasRec<B> {
     /// Full-softmax cross-entropy of the next item, averaged over the batch's item positions.
     /// Training mode (dropout drawn from `rng`).
