@@ -1,4 +1,5 @@
-//! Vectorised f32 kernels on host slices: `exp`, `erf`, row softmax, GELU and its derivative.
+//! Vectorised f32 kernels on host slices: `exp`, `erf`, row softmax, GELU and its derivative,
+//! and the product of a compressed-row sparse matrix with dense rows ([`Csr`]).
 //!
 //! Every loop is written so the compiler vectorises it (fixed-width lanes, no branches inside),
 //! and every slice kernel is compiled three times by the `simd_dispatch!` macro (AVX-512,
@@ -87,6 +88,208 @@ simd_dispatch! {
 
 simd_dispatch! {
     fn gelu_slope_offset_chunk(x: &[f32], slope: &mut [f32], offset: &mut [f32]) -> () = gelu_slope_offset_portable;
+}
+
+/// A sparse `n_rows × n_cols` f32 matrix in compressed-row form: row `r`'s entries are
+/// `row_ptr[r]..row_ptr[r + 1]` of `cols` and `values`, in the order they were given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Csr {
+    pub n_cols: usize,
+    /// `n_rows + 1` offsets, ascending, `row_ptr[n_rows] == nnz`.
+    pub row_ptr: Vec<usize>,
+    pub cols: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl Csr {
+    /// From coordinate entries sorted by row (entries of a row keep their given order).
+    ///
+    /// # Panics
+    /// If the three lists differ in length, rows are not ascending, or an index is out of
+    /// range (bugs in the caller, which builds them).
+    pub fn from_sorted_coo(n_rows: usize, n_cols: usize, rows: &[u32], cols: Vec<u32>, values: Vec<f32>) -> Self {
+        assert!(
+            rows.len() == cols.len() && cols.len() == values.len(),
+            "Csr: entry lists differ in length"
+        );
+        assert!(rows.windows(2).all(|w| w[0] <= w[1]), "Csr: rows are not sorted");
+        assert!(
+            rows.last().is_none_or(|&r| (r as usize) < n_rows),
+            "Csr: row index out of range"
+        );
+        assert!(
+            cols.iter().all(|&c| (c as usize) < n_cols),
+            "Csr: column index out of range"
+        );
+        let mut row_ptr = vec![0usize; n_rows + 1];
+        for &r in rows {
+            row_ptr[r as usize + 1] += 1;
+        }
+        for r in 0..n_rows {
+            row_ptr[r + 1] += row_ptr[r];
+        }
+        Csr {
+            n_cols,
+            row_ptr,
+            cols,
+            values,
+        }
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.row_ptr.len() - 1
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// The transpose, each of its rows holding the entries in ascending original row (a
+    /// stable counting sort by column).
+    pub fn transpose(&self) -> Csr {
+        let n_rows = self.n_rows();
+        let mut row_ptr = vec![0usize; self.n_cols + 1];
+        for &c in &self.cols {
+            row_ptr[c as usize + 1] += 1;
+        }
+        for c in 0..self.n_cols {
+            row_ptr[c + 1] += row_ptr[c];
+        }
+        let mut next = row_ptr.clone();
+        let mut cols = vec![0u32; self.nnz()];
+        let mut values = vec![0f32; self.nnz()];
+        for r in 0..n_rows {
+            for k in self.row_ptr[r]..self.row_ptr[r + 1] {
+                let slot = &mut next[self.cols[k] as usize];
+                cols[*slot] = r as u32;
+                values[*slot] = self.values[k];
+                *slot += 1;
+            }
+        }
+        Csr {
+            n_cols: n_rows,
+            row_ptr,
+            cols,
+            values,
+        }
+    }
+
+    /// The entries `k` with `keep[k]`, in their order (rows and shape unchanged).
+    ///
+    /// # Panics
+    /// If `keep.len() != nnz` (a bug in the caller).
+    pub fn filter(&self, keep: &[bool]) -> Csr {
+        assert_eq!(
+            keep.len(),
+            self.nnz(),
+            "Csr::filter: {} flags for {} entries",
+            keep.len(),
+            self.nnz()
+        );
+        // Branch-free: every entry is written at the next free slot, which advances only for
+        // kept entries (a branch on a random mask mispredicts every few entries).
+        let mut row_ptr = Vec::with_capacity(self.row_ptr.len());
+        let (mut cols, mut values) = (vec![0u32; self.nnz()], vec![0f32; self.nnz()]);
+        let mut next = 0;
+        row_ptr.push(0);
+        for r in 0..self.n_rows() {
+            let entries = self.row_ptr[r]..self.row_ptr[r + 1];
+            let row = self.cols[entries.clone()].iter().zip(&self.values[entries.clone()]);
+            for ((&c, &v), &kept) in row.zip(&keep[entries]) {
+                cols[next] = c;
+                values[next] = v;
+                next += kept as usize;
+            }
+            row_ptr.push(next);
+        }
+        cols.truncate(next);
+        values.truncate(next);
+        Csr {
+            n_cols: self.n_cols,
+            row_ptr,
+            cols,
+            values,
+        }
+    }
+
+    /// `self · x` for `x` holding `n_cols` rows of width `d` (row-major): `out[r] = Σ_k
+    /// values[k] · x[cols[k]]` over row `r`'s entries in their stored order, starting from 0 —
+    /// the same additions, in the same order, as gathering the scaled rows and scatter-adding
+    /// them entry by entry, so the result is bitwise that of the gather / scatter form. Rows run
+    /// in parallel.
+    ///
+    /// # Panics
+    /// If `x.len() != n_cols · d` (a bug in the caller).
+    pub fn matmul(&self, x: &[f32], d: usize) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            self.n_cols * d,
+            "Csr::matmul: x has {} values, want {} × {d}",
+            x.len(),
+            self.n_cols
+        );
+        let mut out = vec![0f32; self.n_rows() * d];
+        if d == 0 {
+            return out;
+        }
+        // Whole rows per task, about CHUNK output values each.
+        let rows_per_task = (CHUNK / d).max(1);
+        out.par_chunks_mut(rows_per_task * d)
+            .enumerate()
+            .for_each(|(task, chunk)| {
+                let first = task * rows_per_task;
+                csr_rows(
+                    &self.row_ptr[first..first + chunk.len() / d + 1],
+                    &self.cols,
+                    &self.values,
+                    x,
+                    chunk,
+                );
+            });
+        out
+    }
+}
+
+simd_dispatch! {
+    fn csr_rows(row_ptr: &[usize], cols: &[u32], values: &[f32], x: &[f32], out: &mut [f32]) -> () = csr_rows_portable;
+}
+
+/// Rows `row_ptr.len() - 1` of a [`Csr::matmul`] into `out` (zeroed, `d` = its row width).
+/// The common embedding widths get a fixed-size accumulator the compiler keeps in registers.
+#[inline(always)]
+fn csr_rows_portable(row_ptr: &[usize], cols: &[u32], values: &[f32], x: &[f32], out: &mut [f32]) {
+    let d = out.len() / (row_ptr.len() - 1);
+    match d {
+        32 => csr_rows_fixed::<32>(row_ptr, cols, values, x, out),
+        64 => csr_rows_fixed::<64>(row_ptr, cols, values, x, out),
+        _ => {
+            for (r, out_row) in out.chunks_exact_mut(d).enumerate() {
+                for k in row_ptr[r]..row_ptr[r + 1] {
+                    let (w, c) = (values[k], cols[k] as usize);
+                    // `*o += s * w`, not a fused multiply-add: the gather / scatter's rounding.
+                    for (o, &s) in out_row.iter_mut().zip(&x[c * d..(c + 1) * d]) {
+                        *o += s * w;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`csr_rows_portable`] for rows of width `D`.
+#[inline(always)]
+fn csr_rows_fixed<const D: usize>(row_ptr: &[usize], cols: &[u32], values: &[f32], x: &[f32], out: &mut [f32]) {
+    for (r, out_row) in out.chunks_exact_mut(D).enumerate() {
+        let mut acc = [0f32; D];
+        for k in row_ptr[r]..row_ptr[r + 1] {
+            let (w, c) = (values[k], cols[k] as usize);
+            let src: &[f32; D] = x[c * D..(c + 1) * D].try_into().expect("rows of width D");
+            for j in 0..D {
+                acc[j] += src[j] * w;
+            }
+        }
+        out_row.copy_from_slice(&acc);
+    }
 }
 
 /// Fixed-width lanes with one accumulator each, no branches inside the loops.
@@ -316,5 +519,92 @@ mod tests {
     #[should_panic(expected = "softmax_rows: 5 values in rows of 2")]
     fn softmax_rows_rejects_a_ragged_buffer() {
         softmax_rows(&mut [0.0; 5], 2);
+    }
+
+    /// A random sparse matrix with empty rows and columns, entries sorted by row (columns in a
+    /// scrambled order within a row, as CSR allows).
+    fn sparse(n_rows: usize, n_cols: usize) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        let (mut rows, mut cols, mut values) = (vec![], vec![], vec![]);
+        for r in 0..n_rows {
+            for k in 0..n_cols {
+                let c = (k * 7 + r) % n_cols;
+                if (r * 31 + c * 17) % 5 < 2 && r % 9 != 4 {
+                    rows.push(r as u32);
+                    cols.push(c as u32);
+                    values.push(((r * n_cols + c) as f32 * 0.61).sin());
+                }
+            }
+        }
+        (rows, cols, values)
+    }
+
+    #[test]
+    fn csr_matmul_is_the_gather_scatter_sum_bit_for_bit() {
+        // Enough rows for several parallel tasks, a width that is not a lane multiple.
+        // (The fixed-width paths for 32 and 64 as well.)
+        for d in [37, 32, 64] {
+            let (n_rows, n_cols) = (1200, 301);
+            let (rows, cols, values) = sparse(n_rows, n_cols);
+            let x: Vec<f32> = (0..n_cols * d).map(|k| (k as f32 * 0.13).cos() * 3.0).collect();
+            let csr = Csr::from_sorted_coo(n_rows, n_cols, &rows, cols.clone(), values.clone());
+            assert_eq!(csr.nnz(), rows.len());
+            let got = csr.matmul(&x, d);
+            // The gather / scatter form: scaled source rows added to their destination, entry by entry.
+            let mut want = vec![0f32; n_rows * d];
+            for k in 0..rows.len() {
+                let (r, c) = (rows[k] as usize, cols[k] as usize);
+                for j in 0..d {
+                    want[r * d + j] += x[c * d + j] * values[k];
+                }
+            }
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+            // Rows without entries are zero.
+            assert!(got[4 * d..5 * d].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn csr_transpose_multiplies_as_the_transposed_dense_matrix() {
+        let (n_rows, n_cols, d) = (40, 23, 3);
+        let (rows, cols, values) = sparse(n_rows, n_cols);
+        let csr = Csr::from_sorted_coo(n_rows, n_cols, &rows, cols, values);
+        let t = csr.transpose();
+        assert_eq!((t.n_rows(), t.n_cols, t.nnz()), (n_cols, n_rows, csr.nnz()));
+        // Dense A, then Aᵀ·y by definition.
+        let mut dense = vec![0f32; n_rows * n_cols];
+        for r in 0..n_rows {
+            for k in csr.row_ptr[r]..csr.row_ptr[r + 1] {
+                dense[r * n_cols + csr.cols[k] as usize] += csr.values[k];
+            }
+        }
+        let y: Vec<f32> = (0..n_rows * d).map(|k| k as f32 * 0.25 - 7.0).collect();
+        let got = t.matmul(&y, d);
+        for c in 0..n_cols {
+            for j in 0..d {
+                let want: f32 = (0..n_rows).map(|r| dense[r * n_cols + c] * y[r * d + j]).sum();
+                assert!(
+                    (got[c * d + j] - want).abs() < 1e-4,
+                    "({c}, {j}): {} vs {want}",
+                    got[c * d + j]
+                );
+            }
+        }
+        // Each transposed row lists its entries in ascending original row.
+        for c in 0..n_cols {
+            let seg = &t.cols[t.row_ptr[c]..t.row_ptr[c + 1]];
+            assert!(seg.windows(2).all(|w| w[0] < w[1]));
+        }
+        // Transposing twice gives the matrix back (columns now ascending within each row).
+        close(
+            &t.transpose().matmul(&vec![1.0; n_cols], 1),
+            &csr.matmul(&vec![1.0; n_cols], 1),
+            1e-6,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "Csr: rows are not sorted")]
+    fn csr_rejects_unsorted_rows() {
+        Csr::from_sorted_coo(3, 3, &[1, 0], vec![0, 0], vec![1.0, 1.0]);
     }
 }
