@@ -41,11 +41,8 @@ use genrec_kernels::is_cpu_backend;
 pub fn log_sum_exp<B: AutodiffBackend>(x: Tensor<B, 2>) -> Tensor<B, 1> {
     let [n, _] = x.dims();
     let inner = x.clone().inner();
-    let (p, value) = if is_cpu_backend::<B::InnerBackend>(&inner.device()) {
-        host_softmax(inner)
-    } else {
-        device_softmax(inner)
-    };
+    let host = is_cpu_backend::<B::InnerBackend>(&inner.device());
+    let (p, value) = softmax_and_lse(inner, host);
     let linear = (x * Tensor::from_inner(p)).sum_dim(1);
     // The zero first, so the value is not rounded at the scale of the surrogate.
     (Tensor::from_inner(value) + (linear.clone() - linear.detach())).reshape([n])
@@ -88,11 +85,7 @@ pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) 
 fn linear_log_sum_exp_on<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>, host: bool) -> Tensor<B, 1> {
     let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
     let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-    let (p, lse) = if host {
-        host_softmax(logits)
-    } else {
-        device_softmax(logits)
-    };
+    let (p, lse) = softmax_and_lse(logits, host);
     let grad_h = p.clone().matmul(w_inner);
     let grad_w = p.transpose().matmul(h_inner);
     let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
@@ -116,6 +109,16 @@ pub fn linear_cross_entropy<B: AutodiffBackend>(
     assert!(n > 0, "linear_cross_entropy: no rows");
     let picked = (h.clone() * w.clone().select(0, targets)).sum();
     (linear_log_sum_exp(h, w) - picked) / n as f64
+}
+
+/// Row softmax `[n, m]` and log-sum-exp `[n, 1]`, on the host (the CPU backends, whose own
+/// `exp` is scalar) or with the backend's kernels.
+fn softmax_and_lse<B: Backend>(x: Tensor<B, 2>, host: bool) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    if host {
+        host_softmax(x)
+    } else {
+        device_softmax(x)
+    }
 }
 
 /// Row softmax `[n, m]` and log-sum-exp `[n, 1]` with the backend's own kernels.
