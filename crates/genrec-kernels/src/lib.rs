@@ -26,6 +26,28 @@ pub fn is_cpu_backend<B: Backend>(device: &B::Device) -> bool {
     matches!(inner, "flex" | "ndarray")
 }
 
+/// An additive attention bias made ready to add to scores of `shape`: on the CPU backends its
+/// size-1 axes are repeated to `shape` (once per forward, by the caller), because a broadcast
+/// over middle axes is an element-by-element strided walk on Flex in every layer while a
+/// same-shape add is one vectorised pass (up to 18% of a TIGER decode); elsewhere it is returned
+/// as is, since devices broadcast for free.
+///
+/// # Shapes
+/// - `bias`: every axis 1 or equal to `shape`'s; output `shape` on CPU backends, else `bias`'s
+pub fn bias_for_scores<B: Backend, const D: usize>(bias: Tensor<B, D>, shape: [usize; D]) -> Tensor<B, D> {
+    if !is_cpu_backend::<B>(&bias.device()) {
+        return bias;
+    }
+    let dims = bias.dims();
+    (0..D).fold(bias, |b, axis| {
+        if dims[axis] == 1 && shape[axis] != 1 {
+            b.repeat_dim(axis, shape[axis])
+        } else {
+            b
+        }
+    })
+}
+
 /// `layer` applied to `[n, t, d_in]` as `[n·t, d_in]` rows. Burn's `linear` on a 3-D input runs
 /// `n` small batched GEMMs (and a batched weight gradient summed afterwards); on rows it is one
 /// GEMM each way, which Flex runs 1.2–2× faster at the models' sizes (docs/benchmarks.md).
@@ -80,6 +102,20 @@ mod tests {
     use burn::tensor::Distribution;
 
     type A = Autodiff<Flex>;
+
+    #[test]
+    fn bias_is_repeated_along_its_unit_axes_on_the_cpu() {
+        let device = Default::default();
+        let bias = Tensor::<Flex, 4>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 1, 1, 3]),
+            &device,
+        );
+        let full = bias_for_scores(bias.clone(), [2, 4, 5, 3]);
+        assert_eq!(full.dims(), [2, 4, 5, 3]);
+        // Every head and query row of a batch row holds that row's bias.
+        let want = bias.expand([2, 4, 5, 3]).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(full.into_data().to_vec::<f32>().unwrap(), want);
+    }
 
     #[test]
     fn cpu_backends_are_recognised_with_and_without_autodiff() {

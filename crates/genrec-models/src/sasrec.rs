@@ -13,7 +13,7 @@ use burn::tensor::activation::{softmax, softplus};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
-use genrec_kernels::{gelu, is_cpu_backend};
+use genrec_kernels::{bias_for_scores, gelu};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -318,11 +318,10 @@ impl<B: Backend> SasRec<B> {
             .repeat_dim(0, batch);
         let h = self.item.forward(input.tokens.clone()) + self.pos.forward(positions);
         let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
-        // On the CPU backends the bias is repeated over the heads once: added to the scores as a
-        // broadcast it would be a strided walk on Flex in every block. Devices broadcast for free.
+        // Repeated over the heads once here on the CPU backends, not broadcast in every block.
         let bias = match self.blocks.first() {
-            Some(block) if is_cpu_backend::<B>(&device) => input.bias.clone().repeat_dim(1, block.n_heads),
-            _ => input.bias.clone(),
+            Some(block) => bias_for_scores(input.bias.clone(), [batch, block.n_heads, len, len]),
+            None => input.bias.clone(),
         };
         for block in &self.blocks {
             h = block.forward(h, bias.clone(), self.dropout, rng.as_deref_mut());

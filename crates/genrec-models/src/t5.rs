@@ -37,7 +37,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 
-use genrec_kernels::{is_cpu_backend, linear_rows};
+use genrec_kernels::{bias_for_scores, linear_rows};
 
 use crate::nn::drop_out;
 
@@ -713,16 +713,11 @@ fn pad_bias<B: Backend>(pad: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
         .reshape([batch, 1, 1, src])
 }
 
-/// On the CPU backends, a `[batch, 1, 1, src]` padding bias repeated to
-/// `[batch, heads, queries, src]` once per forward: added to the scores as a broadcast over two
-/// middle axes it is an element-by-element strided walk on Flex in every layer (up to 18% of a
-/// TIGER decode), a same-shape add is vectorised. Devices broadcast for free: unchanged there.
+/// A `[batch, 1, 1, src]` padding bias ready to add to `[batch, heads, queries, src]` scores
+/// ([`bias_for_scores`]: repeated once per forward on the CPU backends).
 fn full_pad_bias<B: Backend>(pad_bias: Tensor<B, 4>, heads: usize, queries: usize) -> Tensor<B, 4> {
-    if is_cpu_backend::<B>(&pad_bias.device()) {
-        pad_bias.repeat_dim(1, heads).repeat_dim(2, queries)
-    } else {
-        pad_bias
-    }
+    let [batch, _, _, src] = pad_bias.dims();
+    bias_for_scores(pad_bias, [batch, heads, queries, src])
 }
 
 #[cfg(test)]
