@@ -94,9 +94,7 @@ impl<B: Backend> Edges<B> {
         let form = if let Some(backward) = backward {
             EdgeForm::Host(Arc::new(HostEdges { forward, backward }))
         } else {
-            let rows: Vec<i64> = (0..forward.n_rows())
-                .flat_map(|r| std::iter::repeat_n(r as i64, forward.row_ptr[r + 1] - forward.row_ptr[r]))
-                .collect();
+            let rows: Vec<i64> = forward.entry_rows().into_iter().map(i64::from).collect();
             let cols: Vec<i64> = forward.cols.iter().map(|&c| c as i64).collect();
             EdgeForm::Device {
                 rows: Tensor::from_data(TensorData::new(rows, [nnz]), device),
@@ -420,16 +418,7 @@ mod tests {
         use rand::SeedableRng;
         let device = Default::default();
         // A denser graph: 50 users × 40 items, every third pair.
-        let train: Vec<Vec<u32>> = (0..50)
-            .map(|u| (0..40).filter(|i| (u + i) % 3 == 0).collect())
-            .collect();
-        let data = HoldOut {
-            n_users: 50,
-            n_items: 40,
-            valid: vec![vec![]; 50],
-            test: vec![vec![]; 50],
-            train,
-        };
+        let data = patterned(50, 40, |u, i| (u + i) % 3 == 0);
         let g = Graph::<B>::new(&data, &device);
         let (rows, cols, full) = normalised_edges(&data);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -441,9 +430,7 @@ mod tests {
             panic!("Flex propagates on the host")
         };
         let csr = &host.forward;
-        let kr: Vec<i64> = (0..csr.n_rows())
-            .flat_map(|r| std::iter::repeat_n(r as i64, csr.row_ptr[r + 1] - csr.row_ptr[r]))
-            .collect();
+        let kr: Vec<i64> = csr.entry_rows().into_iter().map(i64::from).collect();
         let kc: Vec<i64> = csr.cols.iter().map(|&c| c as i64).collect();
         let kw = &csr.values;
         let mut k = 0;
@@ -457,19 +444,23 @@ mod tests {
         assert_eq!(g.dropped(1.0, &mut rng).nnz(), full.len());
     }
 
+    /// Training pairs `(u, i)` where `pair(u, i)`, nothing held out.
+    fn patterned(n_users: usize, n_items: usize, pair: impl Fn(usize, usize) -> bool) -> HoldOut {
+        HoldOut {
+            n_users,
+            n_items,
+            train: (0..n_users)
+                .map(|u| (0..n_items).filter(|&i| pair(u, i)).map(|i| i as u32).collect())
+                .collect(),
+            valid: vec![vec![]; n_users],
+            test: vec![vec![]; n_users],
+        }
+    }
+
     /// A graph whose edge-dropped adjacency is not symmetric, and the same entries in both forms.
     fn both_forms<Bk: Backend>(device: &Bk::Device) -> (Graph<Bk>, Edges<Bk>, Edges<Bk>) {
         use rand::SeedableRng;
-        let train: Vec<Vec<u32>> = (0..30)
-            .map(|u| (0..20).filter(|i| (u * 7 + i * 3) % 4 == 0).collect())
-            .collect();
-        let data = HoldOut {
-            n_users: 30,
-            n_items: 20,
-            valid: vec![vec![]; 30],
-            test: vec![vec![]; 30],
-            train,
-        };
+        let data = patterned(30, 20, |u, i| (u * 7 + i * 3) % 4 == 0);
         let g = Graph::<Bk>::new(&data, device);
         let (rows, cols, weights) = normalised_edges(&data);
         // The same draw as `dropped`, kept entries in both forms.

@@ -144,6 +144,13 @@ impl Csr {
         self.cols.len()
     }
 
+    /// The row of every entry, in storage order (the coordinate form's row list).
+    pub fn entry_rows(&self) -> Vec<u32> {
+        (0..self.n_rows())
+            .flat_map(|r| std::iter::repeat_n(r as u32, self.row_ptr[r + 1] - self.row_ptr[r]))
+            .collect()
+    }
+
     /// The transpose, each of its rows holding the entries in ascending original row (a
     /// stable counting sort by column).
     pub fn transpose(&self) -> Csr {
