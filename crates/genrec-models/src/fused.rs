@@ -20,7 +20,9 @@
 //! On the CPU backends (Flex, NdArray) the softmax runs on the host, in genrec-kernels'
 //! `softmax_rows`: their own kernels call the scalar libm `expf` per element (10% of a SASRec
 //! step), the host kernel is a vectorised polynomial `exp` (AVX-512 or AVX2 chosen at run time),
-//! rows in parallel.
+//! rows in parallel. [`linear_log_sum_exp`] goes further there: genrec-kernels'
+//! `linear_softmax_grads` computes the logits, their softmax and both gradient products in blocks
+//! of 64 rows, so the `[n, m]` logits never leave the cache.
 //!
 //! The results match the decomposed forms to float rounding on every backend (the tests compare
 //! values and gradients); non-finite logits give non-finite losses, which the training loop
@@ -30,7 +32,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use genrec_kernels::host::softmax_rows;
+use genrec_kernels::host::{linear_softmax_grads, softmax_rows};
 use genrec_kernels::is_cpu_backend;
 
 /// `ln Σ_j exp(x_ij)` of every row, differentiable in `x`.
@@ -84,13 +86,40 @@ pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) 
 /// [`linear_log_sum_exp`] with the softmax on the host or on the device (both testable on Flex).
 fn linear_log_sum_exp_on<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>, host: bool) -> Tensor<B, 1> {
     let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
-    let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-    let (p, lse) = softmax_and_lse(logits, host);
-    let grad_h = p.clone().matmul(w_inner);
-    let grad_w = p.transpose().matmul(h_inner);
+    let (lse, grad_h, grad_w) = if host {
+        host_linear_softmax_grads(h_inner, w_inner)
+    } else {
+        let logits = h_inner.clone().matmul(w_inner.clone().transpose());
+        let (p, lse) = device_softmax(logits);
+        let grad_h = p.clone().matmul(w_inner);
+        let grad_w = p.transpose().matmul(h_inner);
+        (lse, grad_h, grad_w)
+    };
     let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
     // The zero first: `lse + S − S` would round the value at the scale of `S`.
     Tensor::from_inner(lse.sum()) + (surrogate.clone() - surrogate.detach())
+}
+
+/// `(lse [n, 1], P·w [n, d], Pᵀ·h [m, d])` of the logits `h · wᵀ` by the host's blocked kernel
+/// ([`linear_softmax_grads`]: the `[n, m]` logits never leave the cache).
+fn host_linear_softmax_grads<B: Backend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+    let ([n, d], [m, _]) = (h.dims(), w.dims());
+    let device = h.device();
+    let host = |t: Tensor<B, 2>| {
+        t.into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 activations")
+    };
+    let (lse, grad_h, grad_w) = linear_softmax_grads(&host(h), &host(w), d);
+    (
+        Tensor::from_data(TensorData::new(lse, [n, 1]), &device),
+        Tensor::from_data(TensorData::new(grad_h, [n, d]), &device),
+        Tensor::from_data(TensorData::new(grad_w, [m, d]), &device),
+    )
 }
 
 /// Mean cross-entropy of the logits `h · wᵀ` against `targets`, fused with the output projection
