@@ -264,16 +264,9 @@ impl Csr {
             cols.iter().all(|&c| (c as usize) < n_cols),
             "Csr: column index out of range"
         );
-        let mut row_ptr = vec![0usize; n_rows + 1];
-        for &r in rows {
-            row_ptr[r as usize + 1] += 1;
-        }
-        for r in 0..n_rows {
-            row_ptr[r + 1] += row_ptr[r];
-        }
         Csr {
             n_cols,
-            row_ptr,
+            row_ptr: offsets(rows, n_rows),
             cols,
             values,
         }
@@ -298,13 +291,7 @@ impl Csr {
     /// stable counting sort by column).
     pub fn transpose(&self) -> Csr {
         let n_rows = self.n_rows();
-        let mut row_ptr = vec![0usize; self.n_cols + 1];
-        for &c in &self.cols {
-            row_ptr[c as usize + 1] += 1;
-        }
-        for c in 0..self.n_cols {
-            row_ptr[c + 1] += row_ptr[c];
-        }
+        let row_ptr = offsets(&self.cols, self.n_cols);
         let mut next = row_ptr.clone();
         let mut cols = vec![0u32; self.nnz()];
         let mut values = vec![0f32; self.nnz()];
@@ -398,6 +385,19 @@ impl Csr {
             });
         out
     }
+}
+
+/// Compressed-row offsets (`n + 1`, ascending) of entries whose row indices are `index`: row `r`
+/// gets `offsets[r]..offsets[r + 1]`, in the order of a stable sort by index.
+fn offsets(index: &[u32], n: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; n + 1];
+    for &i in index {
+        offsets[i as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    offsets
 }
 
 simd_dispatch! {
