@@ -64,8 +64,17 @@ enum EdgeForm<B: Backend> {
         cols: Tensor<B, 1, Int>,
         /// `1/sqrt(deg(row) · deg(col))` of each entry, `[nnz]`.
         weights: Tensor<B, 1>,
+        /// Entries per `select` / `select_assign` pair ([`DEVICE_CHUNK`] outside tests).
+        chunk: usize,
     },
 }
+
+/// Most entries one `select` / `select_assign` pair handles. Burn 0.21's WGPU backend on Mesa's
+/// Vulkan (lavapipe) silently dropped every entry past the 65,535th of one call — rows whose
+/// entries came later stayed zero (found by comparing a Beauty-sized propagation with Flex) —
+/// so the device form goes through the entries in chunks, in order, which adds the same products
+/// in the same order as one call.
+const DEVICE_CHUNK: usize = 1 << 15;
 
 /// `Â` and `Âᵀ` by rows (`Â` is symmetric but an edge-dropped copy is not).
 #[derive(Debug)]
@@ -100,6 +109,7 @@ impl<B: Backend> Edges<B> {
                 rows: Tensor::from_data(TensorData::new(rows, [nnz]), device),
                 cols: Tensor::from_data(TensorData::new(cols, [nnz]), device),
                 weights: Tensor::from_data(TensorData::new(forward.values, [nnz]), device),
+                chunk: DEVICE_CHUNK,
             }
         };
         Edges { form, nnz }
@@ -238,10 +248,20 @@ impl<B: Backend> Graph<B> {
     pub fn propagate(&self, x: Tensor<B, 2>, edges: &Edges<B>) -> Tensor<B, 2> {
         match &edges.form {
             EdgeForm::Host(host) => propagate_on_host(x, host),
-            EdgeForm::Device { rows, cols, weights } => {
-                let messages = x.clone().select(0, cols.clone()) * weights.clone().unsqueeze_dim(1);
-                x.zeros_like()
-                    .select_assign(0, rows.clone(), messages, IndexingUpdateOp::Add)
+            EdgeForm::Device {
+                rows,
+                cols,
+                weights,
+                chunk,
+            } => {
+                let mut out = x.zeros_like();
+                for start in (0..edges.nnz).step_by(*chunk) {
+                    let part = start..(start + chunk).min(edges.nnz);
+                    let messages = x.clone().select(0, cols.clone().slice(part.clone()))
+                        * weights.clone().slice(part.clone()).unsqueeze_dim(1);
+                    out = out.select_assign(0, rows.clone().slice(part), messages, IndexingUpdateOp::Add);
+                }
+                out
             }
         }
     }
@@ -520,6 +540,19 @@ mod tests {
         let (out_h, grad_h) = run(&host);
         let (out_d, grad_d) = run(&dev);
         assert_eq!(out_h, out_d);
+        // In chunks of 7 entries: the same sums in the same order (values bit for bit; the
+        // gradients are assembled from the chunks' pieces, so to rounding).
+        let mut chunked = dev.clone();
+        match &mut chunked.form {
+            EdgeForm::Device { chunk, .. } => *chunk = 7,
+            EdgeForm::Host(_) => unreachable!("with_form(_, None, _) is the device form"),
+        }
+        assert!(dev.nnz() > 7);
+        let (out_c, grad_c) = run(&chunked);
+        assert_eq!(out_c, out_d);
+        for (a, b) in grad_c.iter().zip(&grad_d) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
         for (a, b) in grad_h.iter().zip(&grad_d) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }

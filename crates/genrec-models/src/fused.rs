@@ -80,20 +80,28 @@ pub fn cross_entropy<B: AutodiffBackend>(logits: Tensor<B, 2>, targets: Tensor<B
 /// - output: `[1]`
 pub fn linear_log_sum_exp<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 1> {
     let host = is_cpu_backend::<B::InnerBackend>(&h.device());
-    linear_log_sum_exp_on(h, w, host)
+    linear_log_sum_exp_on(h, w, host, DEVICE_BLOCK_ELEMENTS)
 }
 
-/// [`linear_log_sum_exp`] with the softmax on the host or on the device (both testable on Flex).
-fn linear_log_sum_exp_on<B: AutodiffBackend>(h: Tensor<B, 2>, w: Tensor<B, 2>, host: bool) -> Tensor<B, 1> {
+/// Most logits the device path holds at once: 2^24 floats (64 MiB). WGPU refuses buffers past
+/// its binding limit (a `[4096, 22363]` InfoNCE block, 366 MB, failed on Mesa's Vulkan), and on
+/// any GPU the blocks bound the step's peak memory; at this size each block's GEMMs are still
+/// large enough to fill a GPU.
+const DEVICE_BLOCK_ELEMENTS: usize = 1 << 24;
+
+/// [`linear_log_sum_exp`] with the softmax on the host or on the device (both testable on Flex);
+/// the device path takes blocks of rows with at most `block_elements` logits each.
+fn linear_log_sum_exp_on<B: AutodiffBackend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    host: bool,
+    block_elements: usize,
+) -> Tensor<B, 1> {
     let (h_inner, w_inner) = (h.clone().inner(), w.clone().inner());
     let (lse, grad_h, grad_w) = if host {
         host_linear_softmax_grads(h_inner, w_inner)
     } else {
-        let logits = h_inner.clone().matmul(w_inner.clone().transpose());
-        let (p, lse) = device_softmax(logits);
-        let grad_h = p.clone().matmul(w_inner);
-        let grad_w = p.transpose().matmul(h_inner);
-        (lse, grad_h, grad_w)
+        device_linear_softmax_grads(h_inner, w_inner, block_elements)
     };
     let surrogate = (h * Tensor::from_inner(grad_h)).sum() + (w * Tensor::from_inner(grad_w)).sum();
     // The zero first: `lse + S − S` would round the value at the scale of `S`.
@@ -120,6 +128,36 @@ fn host_linear_softmax_grads<B: Backend>(
         Tensor::from_data(TensorData::new(grad_h, [n, d]), &device),
         Tensor::from_data(TensorData::new(grad_w, [m, d]), &device),
     )
+}
+
+/// `(lse [n, 1], P·w [n, d], Pᵀ·h [m, d])` of the logits `h · wᵀ` with the backend's kernels, in
+/// blocks of rows holding at most `block_elements` logits (at least one row per block).
+fn device_linear_softmax_grads<B: Backend>(
+    h: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    block_elements: usize,
+) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+    let ([n, _], [m, _]) = (h.dims(), w.dims());
+    let rows = (block_elements / m.max(1)).clamp(1, n.max(1));
+    let (mut lse, mut grad_h) = (Vec::new(), Vec::new());
+    let mut grad_w: Option<Tensor<B, 2>> = None;
+    for start in (0..n).step_by(rows) {
+        let block = h.clone().slice(start..(start + rows).min(n));
+        let (p, value) = device_softmax(block.clone().matmul(w.clone().transpose()));
+        grad_h.push(p.clone().matmul(w.clone()));
+        let partial = p.transpose().matmul(block);
+        grad_w = Some(match grad_w {
+            Some(acc) => acc + partial,
+            None => partial,
+        });
+        lse.push(value);
+    }
+    let grad_w = grad_w.unwrap_or_else(|| w.zeros_like());
+    if lse.is_empty() {
+        let device = h.device();
+        return (Tensor::zeros([0, 1], &device), h, grad_w);
+    }
+    (Tensor::cat(lse, 0), Tensor::cat(grad_h, 0), grad_w)
 }
 
 /// Mean cross-entropy of the logits `h · wᵀ` against `targets`, fused with the output projection
@@ -295,8 +333,9 @@ mod tests {
         close(&fused.2, &decomposed.2, 1e-5);
     }
 
-    /// Both softmax paths, with `h` and `w` independent, the same tensor (both gradient terms land
-    /// on one leaf), and `h` computed from `w` (as SASRec's tied item embedding).
+    /// Both softmax paths (the device one whole and in blocks of rows), with `h` and `w`
+    /// independent, the same tensor (both gradient terms land on one leaf), and `h` computed from
+    /// `w` (as SASRec's tied item embedding).
     #[test]
     fn linear_log_sum_exp_matches_the_decomposed_form() {
         let (h0, w0) = (normal(7, 5, 3, 1.5), normal(11, 5, 4, 1.5));
@@ -311,8 +350,10 @@ mod tests {
         ) -> impl Fn(Tensor<A, 2>, Tensor<A, 2>) -> Tensor<A, 1> {
             move |h, w| f(w.clone().slice([0..7, 0..5]) * 2.0 + h.tanh(), w)
         }
-        for host in [true, false] {
-            let fused = |h, w| linear_log_sum_exp_on(h, w, host);
+        // The device path also in blocks of 2 rows (the last one ragged) and of 1 row (a limit
+        // below one row's logits).
+        for (host, block) in [(true, 0), (false, DEVICE_BLOCK_ELEMENTS), (false, 22), (false, 3)] {
+            let fused = |h, w| linear_log_sum_exp_on(h, w, host, block);
             for tied in [false, true] {
                 let (fv, fh, fw) = value_and_grads(&h0, &w0, tied, fused);
                 let (dv, dh, dw) = value_and_grads(&h0, &w0, tied, decomposed);
