@@ -138,24 +138,19 @@ fn device_linear_softmax_grads<B: Backend>(
     block_elements: usize,
 ) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
     let ([n, _], [m, _]) = (h.dims(), w.dims());
-    let rows = (block_elements / m.max(1)).clamp(1, n.max(1));
+    let mut grad_w = w.zeros_like();
+    if n == 0 {
+        // `Tensor::cat` refuses an empty list.
+        return (Tensor::zeros([0, 1], &h.device()), h, grad_w);
+    }
+    let rows = (block_elements / m.max(1)).clamp(1, n);
     let (mut lse, mut grad_h) = (Vec::new(), Vec::new());
-    let mut grad_w: Option<Tensor<B, 2>> = None;
     for start in (0..n).step_by(rows) {
         let block = h.clone().slice(start..(start + rows).min(n));
         let (p, value) = device_softmax(block.clone().matmul(w.clone().transpose()));
         grad_h.push(p.clone().matmul(w.clone()));
-        let partial = p.transpose().matmul(block);
-        grad_w = Some(match grad_w {
-            Some(acc) => acc + partial,
-            None => partial,
-        });
+        grad_w = grad_w + p.transpose().matmul(block);
         lse.push(value);
-    }
-    let grad_w = grad_w.unwrap_or_else(|| w.zeros_like());
-    if lse.is_empty() {
-        let device = h.device();
-        return (Tensor::zeros([0, 1], &device), h, grad_w);
     }
     (Tensor::cat(lse, 0), Tensor::cat(grad_h, 0), grad_w)
 }
