@@ -9,7 +9,8 @@
 //! Profiles (`[profiles]`, needed by `model.align`): `source = "text"` embeds each item's own
 //! text with MiniLM (cached under GENREC_HOME) and gives each user the mean of their *training*
 //! items' vectors; `source = "file"` reads `user_file` / `item_file` (`.npy` / `.safetensors`
-//! matrices, one row per user / item id).
+//! matrices, one row per user / item id); `permute = true` shuffles either among the users and
+//! among the items (a control: same profiles, none describing its own node).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -61,6 +62,11 @@ pub struct ProfilesConfig {
     /// `llm` only: training-item titles listed in a user's prompt (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_titles: Option<usize>,
+    /// A control (default false): shuffle the profiles among the users and among the items with
+    /// the run's seed, so each node gets another node's profile. Whatever gain survives it does
+    /// not come from what the profiles say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permute: bool,
 }
 
 impl ProfilesConfig {
@@ -332,7 +338,18 @@ pub fn run(
 ) -> Result<()> {
     let (data, dataset) = load_holdout(config, log)?;
     let profiles = match &model.align {
-        Some(_) => Some(build_profiles(config, &data, dataset.as_ref(), options.device, log)?),
+        Some(_) => {
+            let profiles = build_profiles(config, &data, dataset.as_ref(), options.device, log)?;
+            if config.profiles.as_ref().is_some_and(|p| p.permute) {
+                log.line(&format!(
+                    "profiles: permuted among users and among items (seed {}), a control",
+                    config.seed
+                ));
+                Some(profiles.permuted(config.seed))
+            } else {
+                Some(profiles)
+            }
+        }
         None => None,
     };
     let outcome = dispatch(

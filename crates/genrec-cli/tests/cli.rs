@@ -743,6 +743,20 @@ fn graph_cf_trains_on_holdout_splits() {
         table.contains("| recall@20 |") && table.contains("| precision@10 |"),
         "{table}"
     );
+    // The permuted-profile control: same files, each node given another node's profile.
+    let p = run_ok(&con, &["--set", "profiles.permute=true"]);
+    let log = std::fs::read_to_string(p.join("log.txt")).unwrap();
+    assert!(
+        log.contains("profiles: permuted among users and among items (seed 3)"),
+        "{log}"
+    );
+    let saved = std::fs::read_to_string(p.join("config.toml")).unwrap();
+    assert!(saved.contains("permute = true"), "{saved}");
+    assert_ne!(
+        metrics(&p)["metrics"],
+        metrics(&c)["metrics"],
+        "the control changes the run"
+    );
     genrec_text::Matrix::new(59, 4, vec![0.5; 236]).save(&itf).unwrap();
     let err = run_fails(&con, &[]);
     assert!(err.contains("items.npy"), "{err}");

@@ -9,7 +9,8 @@ use genrec_data::{HoldOut, ItemId, UserId};
 use genrec_eval::multi::{evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit, MaskMode};
 use genrec_eval::EvalConfig;
 use genrec_models::train::{train_model, Checkpoints, Task, TrainConfig, Trained};
-use rand::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::graph::Graph;
@@ -22,6 +23,32 @@ pub struct HostProfiles {
     pub user: Vec<f32>,
     pub item: Vec<f32>,
     pub dim: usize,
+}
+
+impl HostProfiles {
+    /// The same profile rows, shuffled among the users and, separately, among the items (seeded).
+    ///
+    /// A control for the alignment: the profiles keep their distribution (norms, spread, how
+    /// similar they are to one another) and the run keeps everything else, but no profile
+    /// describes its node any more. If an RLMRec gain survives this, it does not come from the
+    /// text's content.
+    pub fn permuted(&self, seed: u64) -> HostProfiles {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut shuffle = |rows: &[f32]| -> Vec<f32> {
+            let mut order: Vec<usize> = (0..rows.len() / self.dim).collect();
+            order.shuffle(&mut rng);
+            order
+                .iter()
+                .flat_map(|&r| &rows[r * self.dim..(r + 1) * self.dim])
+                .copied()
+                .collect()
+        };
+        HostProfiles {
+            user: shuffle(&self.user),
+            item: shuffle(&self.item),
+            dim: self.dim,
+        }
+    }
 }
 
 /// Uniform negative items for BPR: any item outside the user's training set.
@@ -234,6 +261,36 @@ mod tests {
     use genrec_data::HoldOutConfig;
 
     type A = Autodiff<Flex>;
+
+    #[test]
+    fn permuted_profiles_move_whole_rows_within_users_and_within_items() {
+        // Row r of users is [r, r + .5], of items [-r, -r - .5]: every row is recognisable.
+        let (n_users, n_items) = (40, 30);
+        let row = |r: usize, sign: f32| [sign * r as f32, sign * (r as f32 + 0.5)];
+        let profiles = HostProfiles {
+            user: (0..n_users).flat_map(|r| row(r, 1.0)).collect(),
+            item: (0..n_items).flat_map(|r| row(r, -1.0)).collect(),
+            dim: 2,
+        };
+        let permuted = profiles.permuted(7);
+        assert_eq!(permuted, profiles.permuted(7), "same seed, same permutation");
+        assert_ne!(permuted, profiles.permuted(8), "another seed, another permutation");
+        for (rows, n, sign) in [(&permuted.user, n_users, 1.0), (&permuted.item, n_items, -1.0)] {
+            assert_eq!(rows.len(), n * 2);
+            let mut origins: Vec<usize> = rows
+                .chunks(2)
+                .map(|r| {
+                    let origin = (r[0] * sign) as usize;
+                    assert_eq!(r, &row(origin, sign)[..], "a row moved whole");
+                    origin
+                })
+                .collect();
+            let moved = origins.iter().enumerate().filter(|(i, &o)| *i != o).count();
+            assert!(moved > n / 2, "most rows leave their node ({moved} of {n} moved)");
+            origins.sort_unstable();
+            assert_eq!(origins, (0..n).collect::<Vec<_>>(), "each row exactly once");
+        }
+    }
 
     fn data() -> HoldOut {
         let seqs = SyntheticConfig {
