@@ -339,16 +339,15 @@ pub fn run(
     let (data, dataset) = load_holdout(config, log)?;
     let profiles = match &model.align {
         Some(_) => {
-            let profiles = build_profiles(config, &data, dataset.as_ref(), options.device, log)?;
+            let mut profiles = build_profiles(config, &data, dataset.as_ref(), options.device, log)?;
             if config.profiles.as_ref().is_some_and(|p| p.permute) {
                 log.line(&format!(
                     "profiles: permuted among users and among items (seed {}), a control",
                     config.seed
                 ));
-                Some(profiles.permuted(config.seed))
-            } else {
-                Some(profiles)
+                profiles = profiles.permuted(config.seed);
             }
+            Some(profiles)
         }
         None => None,
     };
