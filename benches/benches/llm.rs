@@ -13,9 +13,9 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use genrec_data::assets;
+use genrec_kernels::fused::cross_entropy;
 use genrec_llm::llama::{KvCache, Llama, RopeStyle};
 use genrec_llm::GgufFile;
-use genrec_models::fused::cross_entropy;
 
 /// As the `genrec` binary (see its main.rs): mimalloc, not glibc malloc.
 #[global_allocator]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use genrec_models::sasrec::{SasRecConfig, SeqBatch};
+use genrec_seqrec::sasrec::{SasRecConfig, SeqBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use genrec_models::tiger::{tiger_loss, Tiger, TigerBatch, TigerConfig};
+use genrec_generative::tiger::{tiger_loss, Tiger, TigerBatch, TigerConfig};
 use genrec_tokenize::collision::dedup_digit;
 use genrec_tokenize::{ItemIndex, TokenLayout};
 use rand::{Rng, SeedableRng};

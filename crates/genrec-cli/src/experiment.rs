@@ -23,12 +23,11 @@ use genrec_data::{DatasetSpec, HoldOutConfig, LeaveOneOut, SequenceDataset, Spli
 use genrec_eval::multi::MaskMode;
 use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_eval::{evaluate, EvalConfig, Evaluation};
+use genrec_generative::{train_tiger, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
-use genrec_models::pop::Popularity;
-use genrec_models::sasrec::SasRecConfig;
-use genrec_models::tiger::{train_tiger, TigerConfig};
-use genrec_models::train::{train_sasrec, Checkpoints, CurvePoint, SasRecRecommender, TrainConfig};
+use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
 use genrec_tokenize::ItemIndex;
+use genrec_train::{Checkpoints, CurvePoint, Run, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
@@ -224,7 +223,7 @@ impl ExperimentConfig {
         genrec_eval::MetricSet::new(self.eval.ks.clone()).map_err(|e| anyhow::anyhow!("eval.ks: {e}"))?;
         if let Some((backbone, m)) = self.model.graph() {
             m.resolve(backbone).map_err(anyhow::Error::msg)?;
-            self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+            self.train.validate(&self.eval.ks)?;
             if let Some(h) = &self.data.holdout {
                 h.validate().map_err(|e| anyhow::anyhow!("data.{e}"))?;
             }
@@ -244,13 +243,13 @@ impl ExperimentConfig {
         }
         match &self.model {
             ModelConfig::Sasrec(m) => {
-                m.validate().map_err(|e| anyhow::anyhow!(e))?;
-                self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+                m.validate()?;
+                self.train.validate(&self.eval.ks)?;
             }
             ModelConfig::Tiger(m) => {
                 let max_k = self.eval.ks.iter().copied().max().unwrap_or(1);
-                m.validate(max_k).map_err(|e| anyhow::anyhow!(e))?;
-                self.train.validate(&self.eval).map_err(|e| anyhow::anyhow!(e))?;
+                m.validate(max_k)?;
+                self.train.validate(&self.eval.ks)?;
                 let index = self.index.clone().unwrap_or_default();
                 index
                     .features
@@ -618,17 +617,8 @@ impl BackendJob for SasRecJob<'_> {
         let checkpoints = self.run.checkpoints();
         let started = Instant::now();
         let log = &mut *self.run.log;
-        let trained = train_sasrec::<B>(
-            self.model,
-            &c.train,
-            &c.eval,
-            split,
-            c.seed,
-            &device,
-            checkpoints,
-            &mut |m| log.line(m),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let run = Run::new(c.seed, checkpoints, |m: &str| log.line(m));
+        let trained = train_sasrec::<B>(self.model, &c.train, &c.eval, split, &device, run)?;
         let rec = SasRecRecommender { model: trained.model };
         self.run
             .finish(started, &rec, trained.best_epoch, trained.best_valid, trained.curves)
@@ -702,18 +692,8 @@ impl BackendJob for TigerJob<'_> {
         let checkpoints = self.run.checkpoints();
         let started = Instant::now();
         let log = &mut *self.run.log;
-        let trained = train_tiger::<B>(
-            self.model,
-            self.index,
-            &c.train,
-            &c.eval,
-            split,
-            c.seed,
-            &device,
-            checkpoints,
-            &mut |m| log.line(m),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let run = Run::new(c.seed, checkpoints, |m: &str| log.line(m));
+        let trained = train_tiger::<B>(self.model, self.index, &c.train, &c.eval, split, &device, run)?;
         self.run.finish(
             started,
             &trained.model,

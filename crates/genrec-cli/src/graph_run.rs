@@ -22,8 +22,8 @@ use genrec_eval::multi::{HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
 use genrec_eval::report::{markdown_table, MetricsReport, Row};
 use genrec_graph::train::validation_eval;
 use genrec_graph::{evaluate_graph_cf, train_graph_cf, Backbone, Graph, GraphCfConfig, HostProfiles};
-use genrec_models::train::{Checkpoints, CurvePoint};
 use genrec_text::Matrix;
+use genrec_train::{Checkpoints, CurvePoint, Run};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
@@ -268,22 +268,14 @@ impl BackendJob for GraphJob<'_> {
         let eval = holdout_eval(c);
         let started = Instant::now();
         let log = &mut *self.log;
-        let trained = train_graph_cf::<B>(
-            self.backbone,
-            self.model,
-            &c.train,
-            &eval,
-            self.data,
-            self.profiles,
-            c.seed,
-            &device,
-            Checkpoints {
-                dir: Some(self.dir),
-                resume: self.resume,
-            },
-            &mut |m| log.line(m),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let settings = self.model.resolve(self.backbone).map_err(anyhow::Error::msg)?;
+        let checkpoints = Checkpoints {
+            dir: Some(self.dir),
+            resume: self.resume,
+        };
+        let run = Run::new(c.seed, checkpoints, |m: &str| log.line(m));
+        let trained = train_graph_cf::<B>(&settings, &c.train, &eval, self.data, self.profiles, &device, run)
+            .map_err(anyhow::Error::msg)?;
         let train_seconds = started.elapsed().as_secs_f64();
         let train_seconds = trained
             .curves
@@ -293,7 +285,6 @@ impl BackendJob for GraphJob<'_> {
             "best epoch {} (valid {} {:.4})",
             trained.best_epoch, c.train.metric, trained.best_valid
         ));
-        let settings = self.model.resolve(self.backbone).map_err(anyhow::Error::msg)?;
         let graph = Graph::<B::InnerBackend>::new(self.data, &device);
         let started = Instant::now();
         let valid_eval = validation_eval(&eval);

@@ -2,6 +2,9 @@
 //! last the validation target, and every earlier prefix a training example. Histories are cut to
 //! the last `max_history` items.
 
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::{ItemId, SequenceDataset, UserId};
@@ -104,6 +107,20 @@ impl LeaveOneOut {
     pub fn train_item_counts(&self) -> Vec<u32> {
         SequenceDataset::item_counts(self.n_items, &self.train)
     }
+
+    /// The validation cases a training loop checks: all of them (`users = 0` or more than there
+    /// are), or a seeded sample of `users`, in their original order (a budget knob for slow
+    /// decoders; reported metrics always use every user).
+    pub fn valid_sample(&self, users: usize, seed: u64) -> Vec<EvalCase> {
+        if users == 0 || users >= self.valid.len() {
+            return self.valid.clone();
+        }
+        let mut picked: Vec<usize> = (0..self.valid.len()).collect();
+        picked.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5A11_DA7E));
+        picked.truncate(users);
+        picked.sort_unstable();
+        picked.into_iter().map(|i| self.valid[i].clone()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -173,5 +190,23 @@ mod tests {
         assert_eq!(s.test[0].history.len(), 50);
         assert_eq!(s.test[0].history[0], 9);
         assert_eq!(*s.test[0].history.last().unwrap(), 58);
+    }
+
+    #[test]
+    fn valid_sample_is_a_seeded_ordered_subset() {
+        let seqs: Vec<Vec<ItemId>> = (0..20).map(|u| vec![u, u + 1, u + 2]).collect();
+        let split = LeaveOneOut::new(&dataset(seqs, 22), &SplitConfig { max_history: 10 });
+        assert_eq!(split.valid_sample(0, 1), split.valid);
+        assert_eq!(split.valid_sample(99, 1), split.valid);
+        let a = split.valid_sample(6, 1);
+        assert_eq!(a.len(), 6);
+        assert_eq!(a, split.valid_sample(6, 1), "same seed, same sample");
+        assert_ne!(a, split.valid_sample(6, 2), "another seed, another sample");
+        // In the original order, each case once, each one of the split's.
+        let pos: Vec<usize> = a
+            .iter()
+            .map(|c| split.valid.iter().position(|v| v == c).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{pos:?}");
     }
 }

@@ -4,7 +4,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use genrec_models::fused::{linear_log_sum_exp, log_sum_exp};
+use genrec_kernels::fused::{linear_log_sum_exp, log_sum_exp};
 
 /// `log(1 + e^x)` without overflow: `max(x, 0) + log1p(e^-|x|)`.
 pub fn softplus<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {

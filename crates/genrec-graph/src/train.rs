@@ -7,14 +7,13 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use genrec_data::{HoldOut, ItemId, UserId};
 use genrec_eval::multi::{evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit, MaskMode};
-use genrec_eval::EvalConfig;
-use genrec_models::train::{train_model, Checkpoints, Task, TrainConfig, Trained};
+use genrec_train::{train_model, Run, Task, TrainConfig, Trained, ValidationError};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::graph::Graph;
-use crate::model::{batch_loss, Backbone, GraphCf, GraphCfConfig, Settings, Triples};
+use crate::model::{batch_loss, GraphCf, Settings, Triples};
 use crate::rlmrec::Profiles;
 
 /// Host-side semantic profiles: row-major `[n_users, dim]` and `[n_items, dim]`.
@@ -165,22 +164,20 @@ pub fn validation_eval(eval: &HoldOutEvalConfig) -> HoldOutEvalConfig {
     }
 }
 
-/// Trains `backbone` on `data` with early stopping on the validation split (`train.metric`, e.g.
-/// `recall@20`) and returns the best model on the inference backend.
-#[allow(clippy::too_many_arguments)]
+/// Trains the model `settings` describe on `data` with early stopping on the validation split
+/// (`train.metric`, e.g. `recall@20`) and returns the best model on the inference backend.
 pub fn train_graph_cf<B: AutodiffBackend>(
-    backbone: Backbone,
-    config: &GraphCfConfig,
+    settings: &Settings,
     train: &TrainConfig,
     eval: &HoldOutEvalConfig,
     data: &HoldOut,
     profiles: Option<&HostProfiles>,
-    seed: u64,
     device: &B::Device,
-    checkpoints: Checkpoints,
-    log: &mut dyn FnMut(&str),
+    mut run: Run,
 ) -> Result<Trained<GraphCf<B::InnerBackend>>, String> {
-    let settings = config.resolve(backbone)?;
+    let backbone = settings.backbone;
+    let seed = run.seed;
+    train.validate(&eval.ks).map_err(|e| e.to_string())?;
     data.validate().map_err(|e| e.to_string())?;
     let eval = &validation_eval(eval);
     eval.validate(data.n_items, HoldOutSplit::Valid)?;
@@ -201,14 +198,14 @@ pub fn train_graph_cf<B: AutodiffBackend>(
         _ => None,
     };
     let model = GraphCf::<B>::new(
-        &settings,
+        settings,
         data.n_users,
         data.n_items,
         profiles.as_ref().map(|p| p.dim()),
         seed,
         device,
     )?;
-    log(&format!(
+    (run.log)(&format!(
         "{}: {} users, {} items, {} training pairs, {} adjacency entries, output width {}",
         backbone.name(),
         data.n_users,
@@ -228,34 +225,30 @@ pub fn train_graph_cf<B: AutodiffBackend>(
             neg.push(sampler.sample(u, rng) as i64);
         }
         let triples = Triples::new(users, pos, neg, device);
-        batch_loss(model, &settings, &graph, profiles.as_ref(), &triples, rng)
+        batch_loss(model, settings, &graph, profiles.as_ref(), &triples, rng)
     };
     let metric = train.metric.clone();
-    let validate = |model: &GraphCf<B::InnerBackend>| {
-        let e = evaluate_graph_cf(model, &settings, &inner_graph, data, HoldOutSplit::Valid, eval)?;
-        e.metrics
+    let validate = |model: &GraphCf<B::InnerBackend>| -> Result<f64, ValidationError> {
+        let e = evaluate_graph_cf(model, settings, &inner_graph, data, HoldOutSplit::Valid, eval)?;
+        Ok(e.metrics
             .get(&metric)
             .copied()
-            .ok_or_else(|| format!("train.metric `{metric}` is not among the hold-out metrics (recall@K, ndcg@K)"))
-    };
-    // The loop checks `train.metric` against these cut-offs.
-    let loop_eval = EvalConfig {
-        ks: eval.ks.clone(),
-        ..EvalConfig::default()
+            .ok_or_else(|| format!("train.metric `{metric}` is not among the hold-out metrics (recall@K, ndcg@K)"))?)
     };
     let task = Task {
         examples: pairs.len(),
         loss: &loss,
         validate: &validate,
-        model_config: serde_json::to_value(&settings).map_err(|e| e.to_string())?,
+        model_config: serde_json::to_value(settings).map_err(|e| e.to_string())?,
     };
-    train_model(model, task, train, &loop_eval, seed, device, checkpoints, log)
+    train_model(model, task, train, device, run).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rlmrec::{AlignConfig, AlignMethod};
+    use crate::{Backbone, GraphCfConfig};
     use burn::backend::{Autodiff, Flex};
     use genrec_data::synthetic::SyntheticConfig;
     use genrec_data::HoldOutConfig;
@@ -331,17 +324,15 @@ mod tests {
         data: &HoldOut,
         profiles: Option<&HostProfiles>,
     ) -> Trained<GraphCf<Flex>> {
+        let settings = config.resolve(backbone).unwrap();
         train_graph_cf::<A>(
-            backbone,
-            config,
+            &settings,
             &train_config(epochs),
             &eval(),
             data,
             profiles,
-            7,
             &Default::default(),
-            Checkpoints::default(),
-            &mut |_| {},
+            Run::quiet(7),
         )
         .unwrap()
     }
@@ -445,17 +436,15 @@ mod tests {
             dim: 4,
         };
         let go = |p: Option<&HostProfiles>| {
+            let settings = config.resolve(Backbone::LightGcn).unwrap();
             train_graph_cf::<A>(
-                Backbone::LightGcn,
-                &config,
+                &settings,
                 &train_config(1),
                 &eval(),
                 &data,
                 p,
-                0,
                 &Default::default(),
-                Checkpoints::default(),
-                &mut |_| {},
+                Run::quiet(0),
             )
             .err()
             .unwrap()

@@ -1,5 +1,7 @@
-//! Kernels and small Burn helpers shared by genrec's model crates (genrec-models, genrec-text,
-//! genrec-llm), which otherwise share no Burn code.
+//! Kernels and small Burn helpers shared by genrec's model crates (genrec-seqrec,
+//! genrec-generative, genrec-graph, genrec-text, genrec-llm), which otherwise share no Burn code:
+//! the host kernels ([`host`]), the fused full-softmax losses ([`fused`]: SASRec's output layer,
+//! InfoNCE) and small layers ([`nn`]: host-drawn dropout, seeded initialisation).
 //!
 //! Why host kernels: Burn 0.21's CPU backends (Flex, NdArray) evaluate `exp`, `erf` and GELU
 //! with scalar libm calls, one element at a time; in a SASRec training step or a MiniLM encode
@@ -13,7 +15,9 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+pub mod fused;
 pub mod host;
+pub mod nn;
 
 /// Whether `B` computes on the host CPU (Flex or NdArray, with or without autodiff), where the
 /// [`host`] kernels beat the backend's scalar ones.

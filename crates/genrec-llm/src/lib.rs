@@ -7,8 +7,8 @@
 //!   the tensor directory, `general.alignment` and the data offset — with dequantization of F32,
 //!   F16, Q8_0 and Q4_1 tensors to `f32`, checked against the real SmolLM2 file.
 //! - [`llama`]: the LLaMA decoder in Burn (RMSNorm, rotary embeddings in both conventions,
-//!   grouped-query attention, SwiGLU, tied/untied head, KV cache, causal + padding masks); greedy
-//!   and beam generation; `grow_vocab` for added tokens; layer surgery (keep the first n / every
+//!   grouped-query attention, SwiGLU, tied/untied head, KV cache, causal + padding masks);
+//!   `grow_vocab` for added tokens; layer surgery (keep the first n / every
 //!   k-th / chosen blocks, hidden states of chosen blocks). Logits and the greedy continuation
 //!   (" Paris." after "The capital of France is") match `transformers` on the same file.
 //! - [`loader`]: one key map between GGUF and Hugging Face names; GGUF → host weights with
@@ -18,8 +18,11 @@
 //!   `tokenizers`), digits split, ChatML control tokens, `add_tokens` for new item-code tokens;
 //!   encodings match `transformers`.
 //!
-//! Not built yet: a batched multi-prompt generation API (the decoder takes a padding mask, but
-//! `generate_*` handle one prompt), sampling, LoRA.
+//! - [`generate`]: greedy and beam generation through genrec-decode's shared beam search, batched
+//!   over several prompts (left-padded, KV-cached), each prompt under its own constraint (free
+//!   text up to a stop token, or a prefix trie of item tokens).
+//!
+//! Not built yet: sampling, LoRA.
 //!
 //! ```no_run
 //! use genrec_llm::gguf::GgufFile;
@@ -32,6 +35,7 @@
 //! # Ok::<(), genrec_llm::gguf::GgufError>(())
 //! ```
 
+pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod loader;

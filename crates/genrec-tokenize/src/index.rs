@@ -275,6 +275,25 @@ impl Trie {
     }
 }
 
+/// The trie as the shared decoder's constraint: a tuple ends at a leaf (an item).
+impl genrec_decode::PrefixTree for Trie {
+    fn root(&self) -> u32 {
+        Self::ROOT
+    }
+
+    fn children(&self, node: u32) -> &[u32] {
+        self.allowed(node)
+    }
+
+    fn child(&self, node: u32, token: u32) -> Option<u32> {
+        self.step(node, token)
+    }
+
+    fn is_leaf(&self, node: u32) -> bool {
+        self.item_at(node).is_some()
+    }
+}
+
 /// The vocabulary of code tokens: special tokens first, then level 0's codes, level 1's, …
 /// (`token = SPECIAL + offset(level) + code`), so levels never share a token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

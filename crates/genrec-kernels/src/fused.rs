@@ -29,11 +29,11 @@
 //! stops on. The surrogates give exact first derivatives only: a loss that differentiates
 //! through a gradient (a gradient penalty) must not use them.
 
+use crate::host::{linear_softmax_grads, softmax_rows};
+use crate::is_cpu_backend;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use genrec_kernels::host::{linear_softmax_grads, softmax_rows};
-use genrec_kernels::is_cpu_backend;
 
 /// `ln Σ_j exp(x_ij)` of every row, differentiable in `x`.
 ///

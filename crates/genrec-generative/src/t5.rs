@@ -25,7 +25,7 @@
 //!   folds a user's beams into the query axis of cross-attention, so encoder keys/values are
 //!   computed once per user and never repeated per beam (the anchor's scheme).
 //!
-//! `cargo test -p genrec-models --lib t5`
+//! `cargo test -p genrec-generative --lib t5`
 
 use std::ops::Range;
 
@@ -39,7 +39,9 @@ use rand_chacha::ChaCha8Rng;
 
 use genrec_kernels::{bias_for_scores, linear_rows};
 
-use crate::nn::drop_out;
+use genrec_kernels::nn::drop_out;
+
+use crate::GenerativeError;
 
 /// T5 hyper-parameters (the defaults are TIGER's: 4+4 layers, 6 heads of 64, d_model 128).
 #[derive(Config, Debug)]
@@ -86,7 +88,7 @@ pub struct T5Config {
 }
 
 impl T5Config {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GenerativeError> {
         let positive = [
             ("vocab_size", self.vocab_size),
             ("d_model", self.d_model),
@@ -98,40 +100,52 @@ impl T5Config {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("model.{name} must be positive (got 0)"));
+                return Err(GenerativeError::config(
+                    format!("model.{name}"),
+                    "must be positive (got 0)",
+                ));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("model.dropout = {} must be in [0, 1)", self.dropout));
+            return Err(GenerativeError::config(
+                "model.dropout",
+                format!("= {} must be in [0, 1)", self.dropout),
+            ));
         }
         if self.relative_buckets < 4 {
-            return Err(format!(
-                "model.relative_buckets = {} must be at least 4",
-                self.relative_buckets
+            return Err(GenerativeError::config(
+                "model.relative_buckets",
+                format!("= {} must be at least 4", self.relative_buckets),
             ));
         }
         // The log-spaced buckets divide by ln(max_distance / max_exact), max_exact being
         // relative_buckets / 2 in the causal decoder (/ 4 in the encoder).
         if self.relative_max_distance <= self.relative_buckets / 2 {
-            return Err(format!(
-                "model.relative_max_distance = {} must exceed model.relative_buckets / 2 = {}",
-                self.relative_max_distance,
-                self.relative_buckets / 2
+            return Err(GenerativeError::config(
+                "model.relative_max_distance",
+                format!(
+                    "= {} must exceed model.relative_buckets / 2 = {}",
+                    self.relative_max_distance,
+                    self.relative_buckets / 2
+                ),
             ));
         }
         if self.norm_eps <= 0.0 {
-            return Err(format!("model.norm_eps = {} must be positive", self.norm_eps));
+            return Err(GenerativeError::config(
+                "model.norm_eps",
+                format!("= {} must be positive", self.norm_eps),
+            ));
         }
         Ok(())
     }
 
-    /// [`Self::init`] with the backend RNG seeded under the crate's one init lock (see
-    /// [`crate::nn::init_seeded`]).
+    /// [`Self::init`] with the backend RNG seeded under the one init lock (see
+    /// [`genrec_kernels::nn::init_seeded`]).
     ///
     /// # Panics
     /// If the configuration is invalid (see [`Self::validate`]).
     pub fn init_seeded<B: Backend>(&self, seed: u64, device: &B::Device) -> T5<B> {
-        crate::nn::init_seeded(seed, device, || self.init(device))
+        genrec_kernels::nn::init_seeded(seed, device, || self.init(device))
     }
 
     /// Builds the model with T5's initialisation (transformers' `_init_weights`, factor 1):
@@ -887,13 +901,17 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert!(T5Config::new(10).validate().is_ok());
-        let err = T5Config::new(10).with_n_heads(0).validate().unwrap_err();
+        let err = T5Config::new(10).with_n_heads(0).validate().unwrap_err().to_string();
         assert!(err.contains("model.n_heads"), "{err}");
-        let err = T5Config::new(0).validate().unwrap_err();
+        let err = T5Config::new(0).validate().unwrap_err().to_string();
         assert!(err.contains("model.vocab_size"), "{err}");
-        let err = T5Config::new(10).with_dropout(1.0).validate().unwrap_err();
+        let err = T5Config::new(10).with_dropout(1.0).validate().unwrap_err().to_string();
         assert!(err.contains("model.dropout"), "{err}");
-        let err = T5Config::new(10).with_relative_max_distance(16).validate().unwrap_err();
+        let err = T5Config::new(10)
+            .with_relative_max_distance(16)
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("model.relative_max_distance"), "{err}");
     }
 

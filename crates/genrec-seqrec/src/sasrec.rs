@@ -17,32 +17,30 @@ use genrec_kernels::{bias_for_scores, gelu};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fused::{cross_entropy, linear_cross_entropy};
-use crate::nn::drop_out;
+use genrec_kernels::fused::{cross_entropy, linear_cross_entropy};
+use genrec_kernels::nn::drop_out;
+
+use crate::SeqRecError;
+
+pub mod train;
 
 /// SASRec hyper-parameters; the `[model]` table of an experiment with `kind = "sasrec"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SasRecConfig {
     /// Hidden size (default 64).
-    #[serde(default = "d64")]
     pub d_model: usize,
     /// Transformer blocks (default 2).
-    #[serde(default = "two")]
     pub n_layers: usize,
     /// Attention heads; must divide `d_model` (default 2).
-    #[serde(default = "two")]
     pub n_heads: usize,
     /// Dropout on embeddings and inside blocks (default 0.2).
-    #[serde(default = "dropout")]
     pub dropout: f64,
     /// Training loss: `ce` (full softmax, default), `sampled` (softmax over the target and
     /// `negatives` shared negatives drawn by training popularity, log-Q corrected) or `bce` (the
     /// original SASRec: one uniform negative per position, binary cross-entropy).
-    #[serde(default = "loss")]
     pub loss: Loss,
     /// Shared negatives per batch for `loss = "sampled"` (default 256).
-    #[serde(default = "negatives")]
     pub negatives: usize,
 }
 
@@ -53,23 +51,6 @@ pub enum Loss {
     Ce,
     Sampled,
     Bce,
-}
-
-fn loss() -> Loss {
-    Loss::Ce
-}
-fn negatives() -> usize {
-    256
-}
-
-fn d64() -> usize {
-    64
-}
-fn two() -> usize {
-    2
-}
-fn dropout() -> f64 {
-    0.2
 }
 
 impl Default for SasRecConfig {
@@ -86,29 +67,44 @@ impl Default for SasRecConfig {
 }
 
 impl SasRecConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.d_model == 0 || self.n_layers == 0 || self.n_heads == 0 {
-            return Err("model.d_model, model.n_layers and model.n_heads must be positive".into());
+    pub fn validate(&self) -> Result<(), SeqRecError> {
+        for (field, value) in [
+            ("model.d_model", self.d_model),
+            ("model.n_layers", self.n_layers),
+            ("model.n_heads", self.n_heads),
+        ] {
+            if value == 0 {
+                return Err(SeqRecError::config(field, "must be positive"));
+            }
         }
         if !self.d_model.is_multiple_of(self.n_heads) {
-            return Err(format!(
-                "model.d_model = {} is not divisible by model.n_heads = {}",
-                self.d_model, self.n_heads
+            return Err(SeqRecError::config(
+                "model.d_model",
+                format!(
+                    "= {} is not divisible by model.n_heads = {}",
+                    self.d_model, self.n_heads
+                ),
             ));
         }
         if self.loss == Loss::Sampled && self.negatives == 0 {
-            return Err("model.negatives must be positive for loss = \"sampled\"".into());
+            return Err(SeqRecError::config(
+                "model.negatives",
+                "must be positive for loss = \"sampled\"",
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("model.dropout = {} must be in [0, 1)", self.dropout));
+            return Err(SeqRecError::config(
+                "model.dropout",
+                format!("= {} must be in [0, 1)", self.dropout),
+            ));
         }
         Ok(())
     }
 
-    /// [`Self::init`] with the backend RNG seeded under the crate's one init lock (see
-    /// [`crate::nn::init_seeded`]).
+    /// [`Self::init`] with the backend RNG seeded under the one init lock (see
+    /// [`genrec_kernels::nn::init_seeded`]).
     pub fn init_seeded<B: Backend>(&self, n_items: usize, max_len: usize, seed: u64, device: &B::Device) -> SasRec<B> {
-        crate::nn::init_seeded(seed, device, || self.init(n_items, max_len, device))
+        genrec_kernels::nn::init_seeded(seed, device, || self.init(n_items, max_len, device))
     }
 
     /// Builds the model for `n_items` items and histories of at most `max_len` items.
@@ -376,7 +372,7 @@ impl<B: Backend> SasRec<B> {
     }
 }
 
-/// The softmax losses go through the fused losses of [`crate::fused`], which need the autodiff
+/// The softmax losses go through the fused losses of [`genrec_kernels::fused`], which need the autodiff
 /// backend.
 impl<B: AutodiffBackend> SasRec<B> {
     /// Full-softmax cross-entropy of the next item, averaged over the batch's item positions.
@@ -462,7 +458,7 @@ mod tests {
             n_heads: 3,
             ..Default::default()
         };
-        assert!(cfg.validate().unwrap_err().contains("not divisible"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("not divisible"));
     }
 
     #[test]

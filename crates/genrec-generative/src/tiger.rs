@@ -23,14 +23,16 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{ItemId, LeaveOneOut};
+use genrec_decode::{beam_search, Constraint, StepDecoder};
 use genrec_eval::{evaluate, EvalConfig, Recommender};
 use genrec_tokenize::{ItemIndex, TokenLayout, Trie};
+use genrec_train::{train_model, Run, Task, TrainConfig, Trained, ValidationError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::t5::{SelfCache, T5Config, T5};
-use crate::train::{train_model, validation_sample, Checkpoints, Task, TrainConfig, Trained};
+use crate::t5::{CrossCache, SelfCache, T5Config, T5};
+use crate::GenerativeError;
 
 /// The `[model]` table of a TIGER experiment (`kind = "tiger"`). Defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,14 +126,22 @@ impl TigerConfig {
             .with_gated_ffn(self.gated_ffn)
     }
 
-    pub fn validate(&self, max_k: usize) -> Result<(), String> {
-        if self.max_items == 0 || self.decode_batch == 0 {
-            return Err("model.max_items and model.decode_batch must be positive".into());
+    pub fn validate(&self, max_k: usize) -> Result<(), GenerativeError> {
+        for (field, value) in [
+            ("model.max_items", self.max_items),
+            ("model.decode_batch", self.decode_batch),
+        ] {
+            if value == 0 {
+                return Err(GenerativeError::config(field, "must be positive"));
+            }
         }
         if self.beam < max_k {
-            return Err(format!(
-                "model.beam = {} is below the largest eval K ({max_k}): beam search returns at most `beam` items",
-                self.beam
+            return Err(GenerativeError::config(
+                "model.beam",
+                format!(
+                    "= {} is below the largest eval K ({max_k}): beam search returns at most `beam` items",
+                    self.beam
+                ),
             ));
         }
         self.t5(&TokenLayout::new(&[1])).validate()
@@ -145,6 +155,10 @@ pub struct Tiger<B: Backend> {
     pub index: ItemIndex,
     pub layout: TokenLayout,
     pub config: TigerConfig,
+    /// The index's tuples as token sequences: the constraint of trie-constrained decoding.
+    token_trie: Trie,
+    /// Each level's token range: the constraint of unconstrained decoding.
+    level_tokens: Vec<std::ops::Range<u32>>,
 }
 
 /// One training batch: encoder tokens and padding, decoder inputs, targets and their mask.
@@ -235,11 +249,20 @@ impl<B: Backend> TigerBatch<B> {
 impl<B: Backend> Tiger<B> {
     pub fn new(model: T5<B>, index: ItemIndex, config: TigerConfig) -> Self {
         let layout = TokenLayout::new(&index.codebook_sizes);
+        let tuples: Vec<Vec<u32>> = (0..index.n_items())
+            .map(|i| layout.tokens(index.codes(i as ItemId)))
+            .collect();
+        let token_trie = Trie::build(&tuples).expect("an ItemIndex is prefix-free, in tokens as in codes");
+        let level_tokens = (0..index.levels())
+            .map(|l| layout.token(l, 0)..layout.token(l, index.codebook_sizes[l]))
+            .collect();
         Tiger {
             model,
             index,
             layout,
             config,
+            token_trie,
+            level_tokens,
         }
     }
 
@@ -254,94 +277,34 @@ impl<B: Backend> Tiger<B> {
         let device = self.model.devices()[0].clone();
         let (src, pad) = history_tokens(histories, &self.index, &self.layout, self.config.max_items, &device);
         let memory = self.model.encode(src, pad.clone());
-        let cross = self.model.cross_cache(memory, pad);
-        let mut cache = SelfCache::new(self.config.decoder_layers);
-        let n_users = histories.len();
-        let beam = self.config.beam.max(k);
-        let depth = self.index.levels();
-        let trie = self.index.trie();
-        let vocab = self.layout.vocab_size() as usize;
-        // Live hypotheses per user: (score, trie node or usize::MAX when unconstrained, codes).
-        let mut live: Vec<Vec<Hypothesis>> = vec![vec![Hypothesis::root()]; n_users];
-        let mut done: Vec<Vec<(f32, Vec<u32>)>> = vec![Vec::new(); n_users];
-        let mut tokens = vec![TokenLayout::BOS as i64; n_users];
-        let mut width = 1;
-        for level in 0..depth {
-            let logits = self.model.decode_step(
-                Tensor::from_data(TensorData::new(tokens.clone(), [n_users, width]), &device),
-                &cross,
-                &mut cache,
-            );
-            let logp = log_softmax(logits, 2)
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .expect("f32 log-probs");
-            let mut parents = vec![0i64; n_users * beam];
-            let mut next_tokens = vec![TokenLayout::PAD as i64; n_users * beam];
-            for u in 0..n_users {
-                let mut candidates: Vec<(f32, usize, u32)> = Vec::new();
-                for (b, hyp) in live[u].iter().enumerate() {
-                    let row = &logp[(u * width + b) * vocab..(u * width + b + 1) * vocab];
-                    if self.config.constrained {
-                        for &code in trie.allowed(hyp.node) {
-                            let token = self.layout.token(level, code) as usize;
-                            candidates.push((hyp.score + row[token], b, code));
-                        }
-                    } else {
-                        let size = self.index.codebook_sizes[level];
-                        for code in 0..size {
-                            let token = self.layout.token(level, code) as usize;
-                            candidates.push((hyp.score + row[token], b, code));
-                        }
-                    }
-                }
-                // Best first; ties broken by (beam, code) so the search is deterministic.
-                candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-                // The best `beam` extensions survive; those that complete an item leave the beam.
-                let mut next = Vec::with_capacity(beam);
-                for &(score, b, code) in candidates.iter().take(beam) {
-                    let parent = &live[u][b];
-                    let mut codes = parent.codes.clone();
-                    codes.push(code);
-                    let node = if self.config.constrained {
-                        trie.step(parent.node, code).expect("allowed codes step in the trie")
-                    } else {
-                        Trie::ROOT
-                    };
-                    let finished = if self.config.constrained {
-                        trie.item_at(node).is_some()
-                    } else {
-                        level + 1 == depth
-                    };
-                    if finished {
-                        done[u].push((score, codes));
-                        continue;
-                    }
-                    parents[u * beam + next.len()] = b as i64;
-                    next_tokens[u * beam + next.len()] = self.layout.token(level, code) as i64;
-                    next.push(Hypothesis { score, node, codes });
-                }
-                live[u] = next;
-            }
-            if level + 1 == depth || live.iter().all(Vec::is_empty) {
-                break;
-            }
-            // Empty slots (fewer live hypotheses than `beam`) copy beam 0 with a dummy token;
-            // they are never read back.
-            cache.reorder(Tensor::from_data(TensorData::new(parents, [n_users, beam]), &device));
-            tokens = next_tokens;
-            width = beam;
-        }
-        done.into_iter()
-            .map(|mut finished| {
-                finished.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut steps = T5Steps {
+            model: &self.model,
+            cross: self.model.cross_cache(memory, pad),
+            cache: SelfCache::new(self.config.decoder_layers),
+            groups: histories.len(),
+            vocab: self.layout.vocab_size() as usize,
+            device,
+        };
+        let constraint = if self.config.constrained {
+            Constraint::Tree(&self.token_trie)
+        } else {
+            Constraint::Ranges(&self.level_tokens)
+        };
+        let found = beam_search(&mut steps, &vec![constraint; histories.len()], self.config.beam.max(k));
+        found
+            .into_iter()
+            .map(|finished| {
                 let mut out = Vec::with_capacity(k);
                 let mut invalid = 0;
-                for (_, codes) in finished {
+                for hyp in finished {
                     if out.len() == k {
                         break;
                     }
+                    let codes: Vec<u32> = hyp
+                        .tokens
+                        .iter()
+                        .map(|&t| self.layout.code(t).expect("decoded tokens are code tokens").1)
+                        .collect();
                     let item = self.index.item(&codes).unwrap_or_else(|| {
                         invalid += 1;
                         (self.index.n_items() + invalid - 1) as ItemId
@@ -356,20 +319,47 @@ impl<B: Backend> Tiger<B> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Hypothesis {
-    score: f32,
-    node: u32,
-    codes: Vec<u32>,
+/// TIGER's T5 decoder over one batch of users, for the shared beam search: the encoder ran once,
+/// cross-attention keys/values are computed once per user, self-attention keys/values are cached
+/// and follow the beams. Decoding starts from BOS.
+struct T5Steps<'a, B: Backend> {
+    model: &'a T5<B>,
+    cross: CrossCache<B>,
+    cache: SelfCache<B>,
+    groups: usize,
+    vocab: usize,
+    device: B::Device,
 }
 
-impl Hypothesis {
-    fn root() -> Self {
-        Hypothesis {
-            score: 0.0,
-            node: Trie::ROOT,
-            codes: Vec::new(),
-        }
+impl<B: Backend> T5Steps<'_, B> {
+    /// Log-probabilities after feeding `[groups, width]` tokens.
+    fn next(&mut self, tokens: Vec<i64>, width: usize) -> Vec<f32> {
+        let tokens = Tensor::from_data(TensorData::new(tokens, [self.groups, width]), &self.device);
+        let logits = self.model.decode_step(tokens, &self.cross, &mut self.cache);
+        log_softmax(logits, 2)
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32 log-probs")
+    }
+}
+
+impl<B: Backend> StepDecoder for T5Steps<'_, B> {
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    fn start(&mut self) -> Vec<f32> {
+        self.next(vec![TokenLayout::BOS as i64; self.groups], 1)
+    }
+
+    fn step(&mut self, parents: &[usize], tokens: &[u32], width: usize) -> Vec<f32> {
+        let parents: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+        self.cache.reorder(Tensor::from_data(
+            TensorData::new(parents, [self.groups, width]),
+            &self.device,
+        ));
+        self.next(tokens.iter().map(|&t| t as i64).collect(), width)
     }
 }
 
@@ -420,26 +410,24 @@ pub fn example<'a>(split: &'a LeaveOneOut, slot: (usize, usize), rng: &mut ChaCh
 
 /// Trains TIGER over `index` with the shared loop (early stopping on the validation split) and
 /// returns the best model on the inference backend.
-#[allow(clippy::too_many_arguments)]
 pub fn train_tiger<B: AutodiffBackend>(
     config: &TigerConfig,
     index: &ItemIndex,
     train: &TrainConfig,
     eval: &EvalConfig,
     split: &LeaveOneOut,
-    seed: u64,
     device: &B::Device,
-    checkpoints: Checkpoints,
-    log: &mut dyn FnMut(&str),
-) -> Result<Trained<Tiger<B::InnerBackend>>, String> {
+    run: Run,
+) -> Result<Trained<Tiger<B::InnerBackend>>, GenerativeError> {
     config.validate(eval.ks.iter().copied().max().unwrap_or(1))?;
+    train.validate(&eval.ks)?;
     if index.n_items() != split.n_items {
-        return Err(format!(
-            "the item index covers {} items, the dataset has {}",
-            index.n_items(),
-            split.n_items
-        ));
+        return Err(GenerativeError::IndexMismatch {
+            index: index.n_items(),
+            dataset: split.n_items,
+        });
     }
+    let seed = run.seed;
     let layout = TokenLayout::new(&index.codebook_sizes);
     let t5: T5<B> = config.t5(&layout).init_seeded(seed, device);
     let examples = training_examples(split, config.positions_per_user);
@@ -450,8 +438,8 @@ pub fn train_tiger<B: AutodiffBackend>(
         let batch = TigerBatch::new(&histories, &targets, index, &layout, config.max_items, device);
         tiger_loss(model, &batch, Some(rng))
     };
-    let valid = validation_sample(split, train.valid_users, seed);
-    let validate = |model: &T5<B::InnerBackend>| {
+    let valid = split.valid_sample(train.valid_users, seed);
+    let validate = |model: &T5<B::InnerBackend>| -> Result<f64, ValidationError> {
         let tiger = Tiger::new(model.clone(), index.clone(), config.clone());
         Ok(evaluate(&tiger, &valid, None, eval, seed)?.metrics[&train.metric])
     };
@@ -459,15 +447,10 @@ pub fn train_tiger<B: AutodiffBackend>(
         examples: examples.len(),
         loss: &loss,
         validate: &validate,
-        model_config: serde_json::to_value(config).map_err(|e| e.to_string())?,
+        model_config: serde_json::to_value(config).expect("a TIGER config is plain data"),
     };
-    let trained = train_model(t5, task, train, eval, seed, device, checkpoints, log)?;
-    Ok(Trained {
-        model: Tiger::new(trained.model, index.clone(), config.clone()),
-        best_epoch: trained.best_epoch,
-        best_valid: trained.best_valid,
-        curves: trained.curves,
-    })
+    let trained = train_model(t5, task, train, device, run)?;
+    Ok(trained.map(|t5| Tiger::new(t5, index.clone(), config.clone())))
 }
 
 /// Mean cross-entropy of the target tokens of `batch` (padding masked out), with dropout masks
@@ -599,25 +582,12 @@ mod tests {
             ks: vec![5, 10],
             ..EvalConfig::default()
         };
-        let run = || {
-            train_tiger::<AB>(
-                &config,
-                &index,
-                &train,
-                &eval,
-                &split,
-                7,
-                &device,
-                Checkpoints::default(),
-                &mut |_| {},
-            )
-            .unwrap()
-        };
+        let run = || train_tiger::<AB>(&config, &index, &train, &eval, &split, &device, Run::quiet(7)).unwrap();
         let trained = run();
         let first = trained.curves[0].loss;
         let last = trained.curves.last().unwrap().loss;
         assert!(last < 0.8 * first, "loss {first} → {last}");
-        let pop = crate::pop::Popularity::fit(&split);
+        let pop = genrec_seqrec::Popularity::fit(&split);
         let ours = evaluate(&trained.model, &split.test, None, &eval, 0).unwrap();
         let base = evaluate(&pop, &split.test, None, &eval, 0).unwrap();
         assert!(
@@ -641,6 +611,7 @@ mod tests {
         }
         .validate(10)
         .unwrap_err()
+        .to_string()
         .contains("model.beam"));
         assert!(TigerConfig {
             n_heads: 0,
@@ -648,6 +619,7 @@ mod tests {
         }
         .validate(10)
         .unwrap_err()
+        .to_string()
         .contains("n_heads"));
     }
 }

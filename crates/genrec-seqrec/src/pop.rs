@@ -13,6 +13,8 @@ use genrec_eval::ranking::top_k;
 use genrec_eval::Recommender;
 use serde::{Deserialize, Serialize};
 
+use crate::SeqRecError;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Popularity {
     /// `counts[i]` = training interactions of item `i`.
@@ -33,9 +35,13 @@ impl Popularity {
         std::fs::rename(tmp, path)
     }
 
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a popularity checkpoint: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, SeqRecError> {
+        let err = |message: String| SeqRecError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| err(format!("not a popularity checkpoint: {e}")))
     }
 }
 

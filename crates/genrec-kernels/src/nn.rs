@@ -1,4 +1,4 @@
-//! Small building blocks shared by the models.
+//! Small building blocks shared by the models of every crate.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
@@ -37,7 +37,7 @@ pub fn drop_out<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, rng: Option
 
 /// Builds a module with the backend RNG seeded first. Burn's initialisers draw from one
 /// process-wide backend RNG, so seeding and drawing happen under one lock shared by every model
-/// of this crate: models built on other threads at the same time cannot interleave their draws.
+/// of every genrec crate: models built on other threads at the same time cannot interleave their draws.
 /// Parameters are lazy (drawn on first access, which would fall outside the lock on the first
 /// forward), so every one is materialised here.
 pub fn init_seeded<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, build: impl FnOnce() -> M) -> M {
