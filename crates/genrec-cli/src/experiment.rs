@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{dispatch, BackendJob, DeviceKind};
 use crate::features::{BuildOptions, FeatureKind};
 use crate::graph_run::ProfilesConfig;
-use crate::tokenize::{build_index, write_usage_plots, IndexConfig};
+use crate::tokenize::{build_index, write_usage_plots};
+use genrec_tokenize::{BuiltIndex, Collisions, IndexConfig, IndexMethod};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -255,7 +256,8 @@ impl ExperimentConfig {
                     .features
                     .parse::<FeatureKind>()
                     .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
-                if index.method != "hybrid" && index.collisions == "none" {
+                index.validate()?;
+                if index.method != IndexMethod::Hybrid && index.collisions == Collisions::None {
                     bail!("index.collisions = \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn");
                 }
             }
@@ -657,7 +659,7 @@ fn item_index(
     } else {
         None
     };
-    let (index, report, codes) = build_index(
+    let BuiltIndex { index, report, codes } = build_index(
         &index_config,
         &config.data.dataset,
         data,

@@ -394,13 +394,13 @@ fn real_main() -> Result<()> {
             let device = backend::device_or_default(device)?;
             let dir = tokenize::run(&tokenize::TokenizeOptions {
                 dataset,
-                index: tokenize::IndexConfig {
-                    method,
-                    hybrid_base,
+                index: genrec_tokenize::IndexConfig {
+                    method: method.parse()?,
+                    hybrid_base: hybrid_base.parse()?,
                     features: "file".into(),
                     levels,
                     codes,
-                    collisions,
+                    collisions: collisions.parse()?,
                     base,
                     n_clusters,
                     max_leaf,

@@ -11,10 +11,11 @@
 //!   co-occurrence, recursively.
 //! - [`simple`]: sequential (first appearance) and random indexing.
 //! - [`index`]: [`ItemIndex`] (the design contract: codes per item, lookup, trie, statistics,
-//!   JSON) and the token layout.
-//!
-//! Not built yet: hybrid indexing.
+//!   JSON) and the token layout; the trie is genrec-decode's constraint for trie-constrained
+//!   decoding.
+//! - [`build`]: [`build_index`], every method (and hybrid indexing) behind one [`IndexConfig`].
 
+pub mod build;
 pub mod cid;
 pub mod collision;
 pub mod index;
@@ -23,4 +24,8 @@ pub mod rq;
 pub mod rqvae;
 pub mod simple;
 
+mod error;
+
+pub use build::{build_index, BuiltIndex, Collisions, IndexConfig, IndexMethod, IndexReport, ItemVectors};
+pub use error::TokenizeError;
 pub use index::{IndexStats, ItemIndex, TokenLayout, Trie};
