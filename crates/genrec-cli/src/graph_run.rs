@@ -12,85 +12,23 @@
 //! matrices, one row per user / item id); `permute = true` shuffles either among the users and
 //! among the items (a control: same profiles, none describing its own node).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::HoldOut;
 use genrec_eval::multi::{HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
-use genrec_eval::report::{markdown_table, MetricsReport, Row};
+use genrec_eval::report::MetricsReport;
 use genrec_graph::train::validation_eval;
 use genrec_graph::{evaluate_graph_cf, train_graph_cf, Backbone, Graph, GraphCfConfig, HostProfiles};
 use genrec_text::Matrix;
 use genrec_train::{Checkpoints, CurvePoint, Run};
-use serde::{Deserialize, Serialize};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
-use crate::experiment::{write_curves_and_plots, write_json, ExperimentConfig, Log, RunOptions};
+use crate::config::{load_filtered, presplit_dir, ExperimentConfig, ProfileSource};
 use crate::features::{BuildOptions, FeatureKind};
-
-/// Where user and item profiles come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProfileSource {
-    /// MiniLM vectors of the items' own text; users = mean of their training items' vectors.
-    Text,
-    /// Matrices computed elsewhere (`user_file`, `item_file`).
-    File,
-    /// Profiles written by SmolLM2-135M-Instruct, embedded with MiniLM (see `profiles.rs`).
-    Llm,
-}
-
-/// The `[profiles]` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProfilesConfig {
-    pub source: ProfileSource,
-    /// `file` only: `[n_users, d]` matrix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_file: Option<PathBuf>,
-    /// `file` only: `[n_items, d]` matrix.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item_file: Option<PathBuf>,
-    /// `llm` only: prompts per generation batch (default 16).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// `llm` only: most new tokens per profile (default 48).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_new: Option<usize>,
-    /// `llm` only: training-item titles listed in a user's prompt (default 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_titles: Option<usize>,
-    /// A control (default false): shuffle the profiles among the users and among the items with
-    /// the run's seed, so each node gets another node's profile. Whatever gain survives it does
-    /// not come from what the profiles say.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub permute: bool,
-}
-
-impl ProfilesConfig {
-    pub fn validate(&self) -> Result<()> {
-        let files = self.user_file.is_some() || self.item_file.is_some();
-        match self.source {
-            ProfileSource::File if self.user_file.is_none() || self.item_file.is_none() => {
-                bail!("profiles: source = \"file\" needs both user_file and item_file")
-            }
-            ProfileSource::Text | ProfileSource::Llm if files => {
-                bail!("profiles.user_file / item_file: only source = \"file\" reads files")
-            }
-            _ => {}
-        }
-        let llm_only = self.batch_size.is_some() || self.max_new.is_some() || self.user_titles.is_some();
-        if llm_only && self.source != ProfileSource::Llm {
-            bail!("profiles.batch_size / max_new / user_titles: only source = \"llm\" generates text");
-        }
-        if self.batch_size == Some(0) || self.max_new == Some(0) {
-            bail!("profiles.batch_size and profiles.max_new must be at least 1");
-        }
-        Ok(())
-    }
-}
+use crate::rundir::{write_curves_and_plots, write_reports, Log, RunOptions};
 
 /// The hold-out of the experiment's dataset, and the dataset itself when it was loaded whole
 /// (item text for profiles comes from it).
@@ -111,7 +49,7 @@ fn load_holdout(config: &ExperimentConfig, log: &mut Log) -> Result<(HoldOut, Op
         ));
         return Ok((data, None));
     }
-    let (_, dataset) = crate::experiment::load_filtered(config, log)?;
+    let (_, dataset) = load_filtered(config, log)?;
     let split = config.data.holdout.clone().unwrap_or_default();
     let data = HoldOut::from_dataset(&dataset, &split)?;
     let [tr, va, te] = data.interactions();
@@ -120,25 +58,6 @@ fn load_holdout(config: &ExperimentConfig, log: &mut Log) -> Result<(HoldOut, Op
         data.n_users, data.n_items, split.ratios, split.seed
     ));
     Ok((data, Some(dataset)))
-}
-
-/// `rlmrec:NAME` → `$GENREC_DATA_DIR/rlmrec/NAME`; a directory with the three split files →
-/// itself; anything else → `None` (a dataset to load and split).
-pub fn presplit_dir(name: &str) -> Result<Option<PathBuf>> {
-    if let Some(rest) = name.strip_prefix("rlmrec:") {
-        let root = std::env::var_os("GENREC_DATA_DIR")
-            .filter(|d| !d.is_empty())
-            .with_context(|| {
-                format!("data.dataset `{name}`: set GENREC_DATA_DIR to the folder holding rlmrec/{rest}")
-            })?;
-        let dir = Path::new(&root).join("rlmrec").join(rest);
-        if !dir.join("train.tsv").exists() {
-            bail!("data.dataset `{name}`: {} has no train.tsv", dir.display());
-        }
-        return Ok(Some(dir));
-    }
-    let path = Path::new(name);
-    Ok((path.is_dir() && path.join("train.tsv").exists()).then(|| path.to_path_buf()))
 }
 
 /// Semantic profiles for `data`, as `[profiles]` says.
@@ -379,25 +298,12 @@ pub fn run(
         device: options.device.to_string(),
         groups: Default::default(),
     };
-    let (valid, test) = (report("valid", &outcome.valid), report("test", &outcome.test));
-    write_json(&dir.join("metrics.json"), &test)?;
-    write_json(&dir.join("metrics_valid.json"), &valid)?;
-    let mut text = String::new();
-    for o in &outcome.test.outcomes {
-        text += &serde_json::to_string(o)?;
-        text.push('\n');
-    }
-    std::fs::write(dir.join("per_user.jsonl"), text)?;
-    let rows = [
-        Row {
-            label: "valid".into(),
-            report: valid,
-        },
-        Row {
-            label: "test".into(),
-            report: test,
-        },
-    ];
-    log.line(&format!("\n{}", markdown_table(&rows, None)));
+    let table = write_reports(
+        dir,
+        report("valid", &outcome.valid),
+        report("test", &outcome.test),
+        &outcome.test.outcomes,
+    )?;
+    log.line(&format!("\n{table}"));
     Ok(())
 }

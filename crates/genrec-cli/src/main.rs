@@ -2,12 +2,16 @@
 //! `genrec --help` lists the commands; the README shows the first two to run.
 
 mod backend;
+mod config;
 mod experiment;
 mod features;
 mod graph_run;
 mod llm;
+mod loo;
 mod plot;
 mod profiles;
+mod registry;
+mod rundir;
 mod tokenize;
 
 use std::path::PathBuf;
@@ -466,7 +470,7 @@ fn real_main() -> Result<()> {
                 (None, Some(dir)) => dir.join("config.toml"),
                 (None, None) => unreachable!("clap requires one of them"),
             };
-            let mut config = experiment::ExperimentConfig::load(&config_path, &overrides)?;
+            let mut config = config::ExperimentConfig::load(&config_path, &overrides)?;
             if seeds == 0 {
                 bail!("--seeds must be at least 1");
             }
@@ -477,7 +481,7 @@ fn real_main() -> Result<()> {
                 config.seed = s;
                 let dir = experiment::run(
                     &config,
-                    &experiment::RunOptions {
+                    &rundir::RunOptions {
                         out: out.clone(),
                         device,
                         resume: resume.clone(),

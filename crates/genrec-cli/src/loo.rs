@@ -1,0 +1,99 @@
+//! The generic leave-one-out job: every model of that protocol (popularity, SASRec, TIGER, and
+//! the ones the registry gains) is prepared, fitted on the chosen backend, evaluated on every
+//! validation and test user and reported the same way.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use genrec_eval::report::MetricsReport;
+use genrec_eval::{evaluate, Evaluation};
+
+use crate::backend::{dispatch, BackendJob};
+use crate::config::{prepare_data, ExperimentConfig};
+use crate::registry::{Fitted, LooContext, LooModel};
+use crate::rundir::{write_curves_and_plots, write_reports, Log, RunOptions};
+
+/// Fits `model` (kind `kind`) as `config` says into `dir`, evaluates it and writes the reports.
+pub fn run<M: LooModel>(
+    config: &ExperimentConfig,
+    kind: &str,
+    model: &M,
+    dir: &Path,
+    options: &RunOptions,
+    log: &mut Log,
+) -> Result<()> {
+    let (data, split) = prepare_data(config, log)?;
+    config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
+    let started = Instant::now();
+    let ctx = LooContext {
+        dataset: &config.data.dataset,
+        seed: config.seed,
+        train: &config.train,
+        eval: &config.eval,
+        index: config.index.as_ref(),
+        data: &data,
+        split: &split,
+        dir,
+        device: options.device,
+        resume: options.resume.is_some(),
+        log,
+    };
+    let Fitted { model, best, curves } = dispatch(options.device, FitJob { model, ctx })?;
+    // The curves' clock continues across `--resume`, so a resumed run reports its whole training
+    // time, not just the part after the restart.
+    let train_seconds = started.elapsed().as_secs_f64();
+    let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
+    if let Some((epoch, valid)) = best {
+        log.line(&format!(
+            "best epoch {epoch} (valid {} {valid:.4})",
+            config.train.metric
+        ));
+    }
+    let counts = split.train_item_counts();
+    let started = Instant::now();
+    let valid =
+        evaluate(model.as_ref(), &split.valid, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
+    let test =
+        evaluate(model.as_ref(), &split.test, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
+    let eval_seconds = started.elapsed().as_secs_f64();
+    log.line(&format!(
+        "trained {kind} in {train_seconds:.1}s, evaluated in {eval_seconds:.1}s"
+    ));
+    write_curves_and_plots(dir, &curves, &config.train.metric)?;
+    let report = |split_name: &str, e: &Evaluation| MetricsReport {
+        experiment: config.name.clone(),
+        dataset: config.data.dataset.clone(),
+        model: kind.into(),
+        split: split_name.into(),
+        seed: config.seed,
+        users: e.users,
+        metrics: e.metrics.clone(),
+        invalid: e.invalid.clone().unwrap_or_default(),
+        ranking: e.ranking.clone(),
+        exclude_history: config.eval.exclude_history,
+        mask: None,
+        train_seconds,
+        eval_seconds,
+        device: options.device.to_string(),
+        groups: e.groups.clone(),
+    };
+    let table = write_reports(dir, report("valid", &valid), report("test", &test), &test.outcomes)?;
+    log.line(&format!("\n{table}"));
+    Ok(())
+}
+
+/// [`LooModel::fit`] on the chosen backend.
+struct FitJob<'a, M> {
+    model: &'a M,
+    ctx: LooContext<'a>,
+}
+
+impl<M: LooModel> BackendJob for FitJob<'_, M> {
+    type Output = Result<Fitted>;
+
+    fn run<B: AutodiffBackend>(mut self, device: B::Device) -> Self::Output {
+        self.model.fit::<B>(&mut self.ctx, &device)
+    }
+}

@@ -1,0 +1,263 @@
+//! The model registry: every `[model] kind`, its protocol, and how the generic jobs run it.
+//!
+//! Adding a leave-one-out model: a variant of [`ModelConfig`] holding its config, one line in
+//! [`ModelConfig::visit`], and an `impl LooModel` for its config (checks, and the library call
+//! that trains it). Evaluation, reports, checkpoints and `--resume` come from the generic job
+//! (`loo.rs`); graph CF models run under the hold-out protocol (`graph_run.rs`).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use burn::tensor::backend::AutodiffBackend;
+use genrec_data::{LeaveOneOut, SequenceDataset};
+use genrec_eval::{EvalConfig, Recommender};
+use genrec_generative::{train_tiger, TigerConfig};
+use genrec_graph::{Backbone, GraphCfConfig};
+use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
+use genrec_tokenize::{BuiltIndex, Collisions, IndexConfig, IndexMethod, ItemIndex};
+use genrec_train::{Checkpoints, CurvePoint, Run, TrainConfig, Trained};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::DeviceKind;
+use crate::features::{BuildOptions, FeatureKind};
+use crate::rundir::{write_json, Log};
+use crate::tokenize::{build_index, write_usage_plots};
+
+/// The model and its settings; `kind` picks the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// Popularity over training interactions.
+    Pop(PopConfig),
+    /// SASRec, full-softmax cross-entropy.
+    Sasrec(SasRecConfig),
+    /// TIGER: T5 encoder–decoder over the `[index]` code tuples, trie-constrained beam search.
+    Tiger(TigerConfig),
+    /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
+    Lightgcn(GraphCfConfig),
+    /// GCCF (concatenated layers).
+    Gccf(GraphCfConfig),
+    /// SGL, edge-drop views + InfoNCE.
+    Sgl(GraphCfConfig),
+    /// SimGCL, noise-perturbed views + InfoNCE.
+    Simgcl(GraphCfConfig),
+}
+
+/// Popularity has no settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopConfig {}
+
+/// What is done with a model, by protocol.
+pub trait ModelVisitor {
+    type Output;
+    fn leave_one_out<M: LooModel>(self, kind: &'static str, model: &M) -> Self::Output;
+    fn hold_out(self, kind: &'static str, backbone: Backbone, model: &GraphCfConfig) -> Self::Output;
+}
+
+impl ModelConfig {
+    /// The registry: each kind's name and protocol.
+    pub fn visit<V: ModelVisitor>(&self, v: V) -> V::Output {
+        match self {
+            ModelConfig::Pop(m) => v.leave_one_out("pop", m),
+            ModelConfig::Sasrec(m) => v.leave_one_out("sasrec", m),
+            ModelConfig::Tiger(m) => v.leave_one_out("tiger", m),
+            ModelConfig::Lightgcn(m) => v.hold_out("lightgcn", Backbone::LightGcn, m),
+            ModelConfig::Gccf(m) => v.hold_out("gccf", Backbone::Gccf, m),
+            ModelConfig::Sgl(m) => v.hold_out("sgl", Backbone::Sgl, m),
+            ModelConfig::Simgcl(m) => v.hold_out("simgcl", Backbone::SimGcl, m),
+        }
+    }
+
+    /// The `kind` written into metrics.json.
+    pub fn name(&self) -> &'static str {
+        struct Name;
+        impl ModelVisitor for Name {
+            type Output = &'static str;
+            fn leave_one_out<M: LooModel>(self, kind: &'static str, _: &M) -> &'static str {
+                kind
+            }
+            fn hold_out(self, kind: &'static str, _: Backbone, _: &GraphCfConfig) -> &'static str {
+                kind
+            }
+        }
+        self.visit(Name)
+    }
+
+    /// Whether the model runs under the hold-out protocol (graph CF).
+    pub fn is_hold_out(&self) -> bool {
+        struct HoldOut;
+        impl ModelVisitor for HoldOut {
+            type Output = bool;
+            fn leave_one_out<M: LooModel>(self, _: &'static str, _: &M) -> bool {
+                false
+            }
+            fn hold_out(self, _: &'static str, _: Backbone, _: &GraphCfConfig) -> bool {
+                true
+            }
+        }
+        self.visit(HoldOut)
+    }
+}
+
+/// The experiment fields a leave-one-out model checks itself against.
+pub struct Checks<'a> {
+    pub train: &'a TrainConfig,
+    pub eval: &'a EvalConfig,
+    pub index: Option<&'a IndexConfig>,
+}
+
+/// What a leave-one-out model's `fit` gets: the experiment, its data and its run directory.
+pub struct LooContext<'a> {
+    /// `data.dataset` as written (for item features and reports).
+    pub dataset: &'a str,
+    pub seed: u64,
+    pub train: &'a TrainConfig,
+    pub eval: &'a EvalConfig,
+    pub index: Option<&'a IndexConfig>,
+    pub data: &'a SequenceDataset,
+    pub split: &'a LeaveOneOut,
+    pub dir: &'a Path,
+    pub device: DeviceKind,
+    pub resume: bool,
+    pub log: &'a mut Log,
+}
+
+impl LooContext<'_> {
+    /// The training loop's seed, checkpoints in the run directory, and log.
+    fn run(&mut self) -> Run<'_> {
+        let checkpoints = Checkpoints {
+            dir: Some(self.dir),
+            resume: self.resume,
+        };
+        let log = &mut *self.log;
+        Run::new(self.seed, checkpoints, move |m: &str| log.line(m))
+    }
+}
+
+/// A fitted model, ready for evaluation.
+pub struct Fitted {
+    pub model: Box<dyn Recommender>,
+    /// Trained models: the selected epoch and its validation value.
+    pub best: Option<(usize, f64)>,
+    pub curves: Vec<CurvePoint>,
+}
+
+impl Fitted {
+    fn trained<M: Recommender + 'static>(t: Trained<M>) -> Self {
+        Fitted {
+            best: Some((t.best_epoch, t.best_valid)),
+            curves: t.curves,
+            model: Box::new(t.model),
+        }
+    }
+}
+
+/// A model of the leave-one-out protocol.
+pub trait LooModel {
+    /// Checks the model's fields (and the experiment's it depends on) before any work.
+    fn validate(&self, checks: &Checks) -> Result<()>;
+    /// Fits or trains the model on backend `B` (selected on validation only).
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted>;
+}
+
+impl LooModel for PopConfig {
+    fn validate(&self, _: &Checks) -> Result<()> {
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, _: &B::Device) -> Result<Fitted> {
+        let pop = Popularity::fit(ctx.split);
+        pop.save(&ctx.dir.join("model.json"))?;
+        Ok(Fitted {
+            model: Box::new(pop),
+            best: None,
+            curves: Vec::new(),
+        })
+    }
+}
+
+impl LooModel for SasRecConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        self.validate()?;
+        checks.train.validate(&checks.eval.ks)?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        let trained = train_sasrec::<B>(self, train, eval, split, device, ctx.run())?;
+        Ok(Fitted::trained(trained.map(|model| SasRecRecommender { model })))
+    }
+}
+
+impl LooModel for TigerConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
+        self.validate(max_k)?;
+        checks.train.validate(&checks.eval.ks)?;
+        let index = checks.index.cloned().unwrap_or_default();
+        index
+            .features
+            .parse::<FeatureKind>()
+            .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
+        index.validate()?;
+        if index.method != IndexMethod::Hybrid && index.collisions == Collisions::None {
+            bail!("index.collisions = \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn");
+        }
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let index = item_index(ctx)?;
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        let trained = train_tiger::<B>(self, &index, train, eval, split, device, ctx.run())?;
+        Ok(Fitted::trained(trained))
+    }
+}
+
+/// Builds the `[index]` of the prepared dataset (item ids as the split numbers them) and writes
+/// `index.json`, `index_stats.json` and the per-level usage plots into the run directory. On
+/// `--resume` the saved index.json is reused, so the model keeps the codes it was trained on.
+fn item_index(ctx: &mut LooContext) -> Result<ItemIndex> {
+    let path = ctx.dir.join("index.json");
+    if path.exists() {
+        let index = ItemIndex::load(&path).map_err(anyhow::Error::msg)?;
+        if index.n_items() != ctx.data.n_items() {
+            bail!(
+                "{}: {} items, the dataset has {}",
+                path.display(),
+                index.n_items(),
+                ctx.data.n_items()
+            );
+        }
+        ctx.log.line(&format!("item index: reusing {}", path.display()));
+        return Ok(index);
+    }
+    let index_config = ctx.index.cloned().unwrap_or_default();
+    let features = if index_config.needs_features() {
+        let kind = index_config.features.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let options = BuildOptions::in_memory(ctx.dataset, kind, ctx.device, ctx.seed);
+        Some(crate::features::vectors(&options, ctx.data)?.matrix)
+    } else {
+        None
+    };
+    let BuiltIndex { index, report, codes } = build_index(
+        &index_config,
+        ctx.dataset,
+        ctx.data,
+        features.as_ref(),
+        ctx.device,
+        ctx.seed,
+    )?;
+    write_json(&ctx.dir.join("index_stats.json"), &report)?;
+    write_usage_plots(ctx.dir, &codes)?;
+    let index = index.context("the item index has collisions: set index.collisions to dedup or sinkhorn")?;
+    let stats = index.stats();
+    ctx.log.line(&format!(
+        "item index {}: {} levels {:?}, collisions before handling {:.4}, fit {:.1}s",
+        index.method, stats.levels, stats.codebook_sizes, report.before.collision_rate, report.fit_seconds
+    ));
+    index.save(&path).map_err(anyhow::Error::msg)?;
+    Ok(index)
+}
