@@ -586,8 +586,8 @@ fn tiger_trains_end_to_end_over_its_own_index() {
         &config,
         "name = \"tiger-e2e\"\n[data]\ndataset = \"synthetic:users=150,items=40\"\nmax_history = 10\n\
          [index]\nmethod = \"cid\"\nn_clusters = 4\nmax_leaf = 6\n\
-         [model]\nkind = \"tiger\"\nd_model = 16\nd_kv = 8\nn_heads = 2\nd_ff = 32\nencoder_layers = 1\n\
-         decoder_layers = 1\nmax_items = 5\nbeam = 10\npositions_per_user = 2\n\
+         [model]\nkind = \"tiger\"\nmax_items = 5\nbeam = 10\npositions_per_user = 2\n\
+         [model.t5]\nd_model = 16\nd_kv = 8\nn_heads = 2\nd_ff = 32\nencoder_layers = 1\ndecoder_layers = 1\n\
          [train]\nepochs = 2\nbatch_size = 64\neval_every = 1\nvalid_users = 50\n[eval]\nks = [5, 10]\n",
     )
     .unwrap();

@@ -29,65 +29,85 @@
 
 use std::ops::Range;
 
-use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use genrec_kernels::{bias_for_scores, linear_rows};
+use genrec_kernels::{bias_for_scores, linear_rows, MASKED};
 
 use genrec_kernels::nn::drop_out;
 
 use crate::GenerativeError;
 
-/// T5 hyper-parameters (the defaults are TIGER's: 4+4 layers, 6 heads of 64, d_model 128).
-#[derive(Config, Debug)]
+/// T5 hyper-parameters (the defaults are TIGER's: 4+4 layers, 6 heads of 64, d_model 128): the
+/// `[model.t5]` table of a model built on T5.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct T5Config {
-    /// Token vocabulary, special tokens included (no default). Token 0 is conventionally the
-    /// decoder start token, as in T5 (where it is also padding).
+    /// Token vocabulary, special tokens included. Set by the model that owns the T5 from its token
+    /// layout (never read from a config file). Token 0 is conventionally the decoder start token,
+    /// as in T5 (where it is also padding).
+    #[serde(skip)]
     pub vocab_size: usize,
     /// Hidden size (default 128).
-    #[config(default = 128)]
     pub d_model: usize,
     /// Size of one attention head (default 64); independent of `d_model / n_heads`, as in T5.
-    #[config(default = 64)]
     pub d_kv: usize,
     /// Attention heads (default 6).
-    #[config(default = 6)]
     pub n_heads: usize,
     /// Feed-forward width (default 1024).
-    #[config(default = 1024)]
     pub d_ff: usize,
     /// Encoder blocks (default 4).
-    #[config(default = 4)]
     pub encoder_layers: usize,
     /// Decoder blocks (default 4).
-    #[config(default = 4)]
     pub decoder_layers: usize,
     /// Dropout probability (default 0.1), in `[0, 1)`.
-    #[config(default = 0.1)]
     pub dropout: f64,
     /// Relative-position buckets (default 32); at least 4 so that the bidirectional half has an
     /// exact range.
-    #[config(default = 32)]
     pub relative_buckets: usize,
     /// Distance at which relative positions saturate in the last bucket (default 128); must
     /// exceed `relative_buckets / 2`, where the log-spaced buckets start.
-    #[config(default = 128)]
     pub relative_max_distance: usize,
     /// `false` (default): ReLU feed-forward `wo(relu(wi x))` (T5 v1.0, TIGER).
     /// `true`: gated-GELU `wo(gelu(wi_0 x) * wi_1 x)` (T5 v1.1).
-    #[config(default = false)]
     pub gated_ffn: bool,
     /// RMSNorm epsilon (default 1e-6, T5's).
-    #[config(default = 1e-6)]
     pub norm_eps: f64,
 }
 
+impl Default for T5Config {
+    fn default() -> Self {
+        T5Config {
+            vocab_size: 0,
+            d_model: 128,
+            d_kv: 64,
+            n_heads: 6,
+            d_ff: 1024,
+            encoder_layers: 4,
+            decoder_layers: 4,
+            dropout: 0.1,
+            relative_buckets: 32,
+            relative_max_distance: 128,
+            gated_ffn: false,
+            norm_eps: 1e-6,
+        }
+    }
+}
+
 impl T5Config {
+    /// The default sizes over a vocabulary of `vocab_size` tokens.
+    pub fn new(vocab_size: usize) -> Self {
+        T5Config {
+            vocab_size,
+            ..T5Config::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), GenerativeError> {
         let positive = [
             ("vocab_size", self.vocab_size),
@@ -101,20 +121,20 @@ impl T5Config {
         for (name, value) in positive {
             if value == 0 {
                 return Err(GenerativeError::config(
-                    format!("model.{name}"),
+                    format!("model.t5.{name}"),
                     "must be positive (got 0)",
                 ));
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(GenerativeError::config(
-                "model.dropout",
+                "model.t5.dropout",
                 format!("= {} must be in [0, 1)", self.dropout),
             ));
         }
         if self.relative_buckets < 4 {
             return Err(GenerativeError::config(
-                "model.relative_buckets",
+                "model.t5.relative_buckets",
                 format!("= {} must be at least 4", self.relative_buckets),
             ));
         }
@@ -122,9 +142,9 @@ impl T5Config {
         // relative_buckets / 2 in the causal decoder (/ 4 in the encoder).
         if self.relative_max_distance <= self.relative_buckets / 2 {
             return Err(GenerativeError::config(
-                "model.relative_max_distance",
+                "model.t5.relative_max_distance",
                 format!(
-                    "= {} must exceed model.relative_buckets / 2 = {}",
+                    "= {} must exceed model.t5.relative_buckets / 2 = {}",
                     self.relative_max_distance,
                     self.relative_buckets / 2
                 ),
@@ -132,7 +152,7 @@ impl T5Config {
         }
         if self.norm_eps <= 0.0 {
             return Err(GenerativeError::config(
-                "model.norm_eps",
+                "model.t5.norm_eps",
                 format!("= {} must be positive", self.norm_eps),
             ));
         }
@@ -240,10 +260,6 @@ fn linear<B: Backend>(d_in: usize, d_out: usize, std: f64, device: &B::Device) -
         .with_initializer(normal(std))
         .init(device)
 }
-
-/// Additive attention bias for keys that must not be attended to (padding, the future). Finite,
-/// so a row with every key masked softmaxes to uniform instead of NaN.
-const MASKED: f32 = -1.0e9;
 
 /// T5's relative-position bucket of `relative = key_position - query_position` (transformers'
 /// `_relative_position_bucket`, mesh-tensorflow's formula). Half the buckets (a quarter each
@@ -743,14 +759,16 @@ mod tests {
     type B = burn::backend::Flex;
 
     fn small(vocab: usize) -> T5Config {
-        T5Config::new(vocab)
-            .with_d_model(32)
-            .with_d_kv(8)
-            .with_n_heads(4)
-            .with_d_ff(64)
-            .with_encoder_layers(2)
-            .with_decoder_layers(3)
-            .with_dropout(0.0)
+        T5Config {
+            d_model: 32,
+            d_kv: 8,
+            n_heads: 4,
+            d_ff: 64,
+            encoder_layers: 2,
+            decoder_layers: 3,
+            dropout: 0.0,
+            ..T5Config::new(vocab)
+        }
     }
 
     fn ints(rows: &[&[i64]]) -> Tensor<B, 2, Int> {
@@ -840,10 +858,12 @@ mod tests {
         let vocab = 24;
         // Few buckets, so the decoder's 4 positions reach the log-spaced ones (causal: exact
         // distances 0, 1; log-spaced 2, 3).
-        let model = small(vocab)
-            .with_relative_buckets(4)
-            .with_relative_max_distance(8)
-            .init_seeded::<B>(3, &device);
+        let model = T5Config {
+            relative_buckets: 4,
+            relative_max_distance: 8,
+            ..small(vocab)
+        }
+        .init_seeded::<B>(3, &device);
         let (batch, beams) = (2, 3);
         let pad = bools(&[&[false; 6], &[false, false, false, false, true, true]]);
         let memory = model.encode(ints(&[&[3, 4, 5, 6, 7, 8], &[9, 10, 11, 12, 0, 0]]), pad.clone());
@@ -901,18 +921,32 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         assert!(T5Config::new(10).validate().is_ok());
-        let err = T5Config::new(10).with_n_heads(0).validate().unwrap_err().to_string();
-        assert!(err.contains("model.n_heads"), "{err}");
+        let err = T5Config {
+            n_heads: 0,
+            ..T5Config::new(10)
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model.t5.n_heads"), "{err}");
         let err = T5Config::new(0).validate().unwrap_err().to_string();
-        assert!(err.contains("model.vocab_size"), "{err}");
-        let err = T5Config::new(10).with_dropout(1.0).validate().unwrap_err().to_string();
-        assert!(err.contains("model.dropout"), "{err}");
-        let err = T5Config::new(10)
-            .with_relative_max_distance(16)
-            .validate()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("model.relative_max_distance"), "{err}");
+        assert!(err.contains("model.t5.vocab_size"), "{err}");
+        let err = T5Config {
+            dropout: 1.0,
+            ..T5Config::new(10)
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model.t5.dropout"), "{err}");
+        let err = T5Config {
+            relative_max_distance: 16,
+            ..T5Config::new(10)
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("model.t5.relative_max_distance"), "{err}");
     }
 
     /// 30 Adam steps on a fixed copy batch (decoder reproduces the source) at least halve the
@@ -922,10 +956,12 @@ mod tests {
         type A = Autodiff<B>;
         let device = Default::default();
         let vocab = 12;
-        let mut model = small(vocab)
-            .with_dropout(0.1)
-            .with_gated_ffn(true)
-            .init_seeded::<A>(4, &device);
+        let mut model = T5Config {
+            dropout: 0.1,
+            gated_ffn: true,
+            ..small(vocab)
+        }
+        .init_seeded::<A>(4, &device);
         let src: [&[i64]; 4] = [&[3, 7, 5, 9], &[4, 4, 10, 11], &[8, 6, 3, 5], &[11, 9, 7, 4]];
         let dec_in: Vec<Vec<i64>> = src.iter().map(|s| [&[0], &s[..3]].concat()).collect();
         let flat = |rows: Vec<&[i64]>| -> Tensor<A, 2, Int> {

@@ -34,96 +34,46 @@ use serde::{Deserialize, Serialize};
 use crate::t5::{CrossCache, SelfCache, T5Config, T5};
 use crate::GenerativeError;
 
-/// The `[model]` table of a TIGER experiment (`kind = "tiger"`). Defaults are the paper's.
+/// The `[model]` table of a TIGER experiment (`kind = "tiger"`; the encoder–decoder in
+/// `[model.t5]`). Defaults are the paper's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TigerConfig {
-    /// Model width (default 128).
-    #[serde(default = "d128")]
-    pub d_model: usize,
-    /// Per-head dimension, independent of d_model / n_heads (default 64).
-    #[serde(default = "d64")]
-    pub d_kv: usize,
-    /// Attention heads (default 6).
-    #[serde(default = "six")]
-    pub n_heads: usize,
-    /// Feed-forward width (default 1024).
-    #[serde(default = "d1024")]
-    pub d_ff: usize,
-    /// Encoder and decoder blocks (default 4 each).
-    #[serde(default = "four")]
-    pub encoder_layers: usize,
-    #[serde(default = "four")]
-    pub decoder_layers: usize,
-    /// Dropout (default 0.1).
-    #[serde(default = "dropout")]
-    pub dropout: f64,
-    /// Gated-GELU feed-forward (T5 v1.1) instead of ReLU (default false).
-    #[serde(default)]
-    pub gated_ffn: bool,
+    /// The T5 (default TIGER's: 4 + 4 blocks, d_model 128, 6 heads × d_kv 64, d_ff 1024,
+    /// dropout 0.1, ReLU); its vocabulary comes from the index's token layout.
+    pub t5: T5Config,
     /// History items the encoder reads (default 20).
-    #[serde(default = "twenty")]
     pub max_items: usize,
     /// Beam width (default 20; must be ≥ the largest eval K).
-    #[serde(default = "twenty")]
     pub beam: usize,
     /// Trie-constrained decoding (default true).
-    #[serde(default = "yes")]
     pub constrained: bool,
     /// Training examples per user and epoch: 0 = every position (default), n = n random ones.
-    #[serde(default)]
     pub positions_per_user: usize,
     /// Users decoded together (default 256).
-    #[serde(default = "users")]
     pub decode_batch: usize,
-}
-
-fn d128() -> usize {
-    128
-}
-fn d64() -> usize {
-    64
-}
-fn six() -> usize {
-    6
-}
-fn d1024() -> usize {
-    1024
-}
-fn four() -> usize {
-    4
-}
-fn dropout() -> f64 {
-    0.1
-}
-fn twenty() -> usize {
-    20
-}
-fn yes() -> bool {
-    true
-}
-fn users() -> usize {
-    256
 }
 
 impl Default for TigerConfig {
     fn default() -> Self {
-        serde_json::from_str("{}").expect("every field has a default")
+        TigerConfig {
+            t5: T5Config::default(),
+            max_items: 20,
+            beam: 20,
+            constrained: true,
+            positions_per_user: 0,
+            decode_batch: 256,
+        }
     }
 }
 
 impl TigerConfig {
     /// The T5 this config describes over `layout`'s vocabulary.
     pub fn t5(&self, layout: &TokenLayout) -> T5Config {
-        T5Config::new(layout.vocab_size() as usize)
-            .with_d_model(self.d_model)
-            .with_d_kv(self.d_kv)
-            .with_n_heads(self.n_heads)
-            .with_d_ff(self.d_ff)
-            .with_encoder_layers(self.encoder_layers)
-            .with_decoder_layers(self.decoder_layers)
-            .with_dropout(self.dropout)
-            .with_gated_ffn(self.gated_ffn)
+        T5Config {
+            vocab_size: layout.vocab_size() as usize,
+            ..self.t5.clone()
+        }
     }
 
     pub fn validate(&self, max_k: usize) -> Result<(), GenerativeError> {
@@ -280,7 +230,7 @@ impl<B: Backend> Tiger<B> {
         let mut steps = T5Steps {
             model: &self.model,
             cross: self.model.cross_cache(memory, pad),
-            cache: SelfCache::new(self.config.decoder_layers),
+            cache: SelfCache::new(self.config.t5.decoder_layers),
             groups: histories.len(),
             vocab: self.layout.vocab_size() as usize,
             device,
@@ -479,13 +429,16 @@ mod tests {
 
     fn small() -> TigerConfig {
         TigerConfig {
-            d_model: 16,
-            d_kv: 8,
-            n_heads: 2,
-            d_ff: 32,
-            encoder_layers: 1,
-            decoder_layers: 2,
-            dropout: 0.0,
+            t5: T5Config {
+                d_model: 16,
+                d_kv: 8,
+                n_heads: 2,
+                d_ff: 32,
+                encoder_layers: 1,
+                decoder_layers: 2,
+                dropout: 0.0,
+                ..T5Config::default()
+            },
             beam: 12,
             ..TigerConfig::default()
         }
@@ -565,10 +518,14 @@ mod tests {
         let split = LeaveOneOut::new(&data, &SplitConfig { max_history: 10 });
         let codes: Vec<Vec<u32>> = (0..30u32).map(|i| vec![i / 6, i % 6]).collect();
         let index = ItemIndex::new("grid", vec![5, 6], codes).unwrap();
+        let small = small();
         let config = TigerConfig {
-            dropout: 0.1,
+            t5: T5Config {
+                dropout: 0.1,
+                ..small.t5.clone()
+            },
             beam: 10,
-            ..small()
+            ..small
         };
         let train = TrainConfig {
             epochs: 6,
@@ -614,12 +571,23 @@ mod tests {
         .to_string()
         .contains("model.beam"));
         assert!(TigerConfig {
-            n_heads: 0,
+            t5: T5Config {
+                n_heads: 0,
+                ..T5Config::default()
+            },
             ..TigerConfig::default()
         }
         .validate(10)
         .unwrap_err()
         .to_string()
-        .contains("n_heads"));
+        .contains("model.t5.n_heads"));
+        // The T5 sits in its own table; its fields are not TIGER's.
+        let err = serde_json::from_str::<TigerConfig>(r#"{"d_model": 64}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `d_model`"), "{err}");
+        let nested: TigerConfig = serde_json::from_str(r#"{"t5": {"d_model": 64}}"#).unwrap();
+        assert_eq!(nested.t5.d_model, 64);
+        assert_eq!(nested.t5.n_heads, 6, "the other fields keep TIGER's defaults");
     }
 }

@@ -15,6 +15,12 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+/// The additive bias (or fill value) that removes a key from attention: finite, so a row whose
+/// keys are all masked (a padding query) softmaxes to uniform instead of to NaN, and large enough
+/// that `exp(MASKED - max)` is exactly 0 in `f32` next to any real score. One value for every
+/// model (T5, SASRec, MiniLM, LLaMA).
+pub const MASKED: f32 = -1.0e9;
+
 pub mod fused;
 pub mod host;
 pub mod nn;

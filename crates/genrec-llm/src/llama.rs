@@ -16,7 +16,7 @@ use burn::nn::{Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use genrec_kernels::linear_rows;
+use genrec_kernels::{linear_rows, MASKED};
 use serde::{Deserialize, Serialize};
 
 use crate::gguf::GgufFile;
@@ -417,7 +417,7 @@ impl<B: Backend> Llama<B> {
                 .expand([b, nkv, group, total, hd])
                 .reshape([b, nh, total, hd]);
             let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-            let scores = scores.mask_fill(mask.clone(), -1e30);
+            let scores = scores.mask_fill(mask.clone(), MASKED);
             let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
             x = x + linear_rows(&block.o, attn);
             let h = block.ffn_norm.forward(x.clone());

@@ -13,7 +13,7 @@ use burn::tensor::activation::{softmax, softplus};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
-use genrec_kernels::{bias_for_scores, gelu};
+use genrec_kernels::{bias_for_scores, gelu, MASKED};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -147,11 +147,6 @@ fn left_pad(histories: &[&[ItemId]], len: usize) -> Vec<i64> {
     }
     data
 }
-
-/// Additive attention bias that `-1e9`s out keys after the query (causality) and padding keys.
-/// Finite, so a padding query row (every key masked) softmaxes to uniform instead of NaN; those
-/// rows never reach a loss or a score.
-const MASKED: f32 = -1.0e9;
 
 /// A batch of histories ready for [`SasRec::forward`]: left-padded to the longest history in the
 /// batch rather than to `max_len`, which is exact (padding never reaches a real position) and
@@ -418,7 +413,7 @@ impl<B: AutodiffBackend> SasRec<B> {
             .reshape([n, 1])
             .repeat_dim(1, n_neg)
             .equal(negatives.unsqueeze::<2>().repeat_dim(0, n));
-        let neg = neg.mask_fill(hit, -1.0e9);
+        let neg = neg.mask_fill(hit, MASKED);
         let targets = Tensor::zeros([n], &pos.device());
         cross_entropy(Tensor::cat(vec![pos, neg], 1), targets).mean()
     }

@@ -10,7 +10,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use genrec_kernels::{gelu, linear_rows};
+use genrec_kernels::{gelu, linear_rows, MASKED};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face BERT `config.json` that shape the network (others are ignored).
@@ -131,9 +131,6 @@ fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
         .collect();
     Tensor::cat(parts, 2)
 }
-
-/// Added to the attention scores of padding keys. Finite so that no row becomes NaN.
-const MASKED: f32 = -1.0e9;
 
 impl<B: Backend> BertLayer<B> {
     /// # Shapes
