@@ -83,6 +83,95 @@ pub struct Block<B: Backend> {
     down: Linear<B>,
 }
 
+/// What every block of one forward shares: the rotary tables of the input positions (`[batch, 1,
+/// len, head_dim/2]`), the rotation convention, and the attention mask over cache + input
+/// (`[batch, n_heads, len, cache_len + len]`, true = not attended).
+pub struct Attention<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+    interleaved: bool,
+    mask: Tensor<B, 4, Bool>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    /// Rotates `x` `[batch, heads, len, head_dim]` by the tables.
+    fn rotate(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let (cos, sin) = (&self.cos, &self.sin);
+        let [b, h, t, d] = x.dims();
+        let half = d / 2;
+        if self.interleaved {
+            let pairs = x.reshape([b, h, t, half, 2]);
+            let even = pairs
+                .clone()
+                .slice([0..b, 0..h, 0..t, 0..half, 0..1])
+                .reshape([b, h, t, half]);
+            let odd = pairs.slice([0..b, 0..h, 0..t, 0..half, 1..2]).reshape([b, h, t, half]);
+            let re = even.clone() * cos.clone() - odd.clone() * sin.clone();
+            let ro = odd * cos.clone() + even * sin.clone();
+            Tensor::stack::<5>(vec![re, ro], 4).reshape([b, h, t, d])
+        } else {
+            let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
+            let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
+            let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+            let r2 = x2 * cos.clone() + x1 * sin.clone();
+            Tensor::cat(vec![r1, r2], 3)
+        }
+    }
+}
+
+impl<B: Backend> Block<B> {
+    /// One pre-norm decoder layer: grouped-query self-attention over this layer's cached keys and
+    /// values plus the input's (which join the cache), then the SwiGLU feed-forward; both residual.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`; output the same
+    /// - `cache`: `[batch, n_kv_heads, cache_len, head_dim]` keys and values, `None` when empty
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        attention: &Attention<B>,
+        cache: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    ) -> Tensor<B, 3> {
+        let [b, t, _] = x.dims();
+        let (nh, nkv, hd) = (attention.n_heads, attention.n_kv_heads, attention.head_dim);
+        let h = self.attn_norm.forward(x.clone());
+        let q = linear_rows(&self.q, h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
+        let k = linear_rows(&self.k, h.clone()).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let v = linear_rows(&self.v, h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let q = attention.rotate(q);
+        let k = attention.rotate(k);
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let total = k.dims()[2];
+        // Grouped-query attention: query head h reads key/value head h / group.
+        let group = nh / nkv;
+        let k = k
+            .unsqueeze_dim::<5>(2)
+            .expand([b, nkv, group, total, hd])
+            .reshape([b, nh, total, hd]);
+        let v = v
+            .unsqueeze_dim::<5>(2)
+            .expand([b, nkv, group, total, hd])
+            .reshape([b, nh, total, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+        let scores = scores.mask_fill(attention.mask.clone(), MASKED);
+        let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
+        let x = x + linear_rows(&self.o, attn);
+        let h = self.ffn_norm.forward(x.clone());
+        let ffn = linear_rows(
+            &self.down,
+            silu(linear_rows(&self.gate, h.clone())) * linear_rows(&self.up, h),
+        );
+        x + ffn
+    }
+}
+
 /// Keys and values of the positions seen so far, per layer: `[batch, n_kv_heads, len, head_dim]`.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
@@ -320,29 +409,6 @@ impl<B: Backend> Llama<B> {
         (t4(cos), t4(sin))
     }
 
-    /// Rotates `x` `[batch, heads, len, head_dim]` by the tables.
-    fn rotate(&self, x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
-        if self.interleaved {
-            let pairs = x.reshape([b, h, t, half, 2]);
-            let even = pairs
-                .clone()
-                .slice([0..b, 0..h, 0..t, 0..half, 0..1])
-                .reshape([b, h, t, half]);
-            let odd = pairs.slice([0..b, 0..h, 0..t, 0..half, 1..2]).reshape([b, h, t, half]);
-            let re = even.clone() * cos.clone() - odd.clone() * sin.clone();
-            let ro = odd * cos.clone() + even * sin.clone();
-            Tensor::stack::<5>(vec![re, ro], 4).reshape([b, h, t, d])
-        } else {
-            let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-            let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
-            let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-            let r2 = x2 * cos.clone() + x1 * sin.clone();
-            Tensor::cat(vec![r1, r2], 3)
-        }
-    }
-
     /// Runs the decoder on `tokens` at `positions`, appending their keys and values to `cache`;
     /// returns the final hidden states (after the last norm). See [`hidden_states`](Self::hidden_states).
     pub fn hidden(
@@ -389,43 +455,18 @@ impl<B: Backend> Llama<B> {
         if let Some(pad) = pad {
             mask = mask.bool_or(pad.reshape([b, 1, 1, total]).expand([b, 1, t, total]));
         }
-        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         // One mask for every layer and head.
-        let mask = mask.expand([b, nh, t, total]);
-        let group = nh / nkv;
+        let attention = Attention {
+            cos,
+            sin,
+            interleaved: self.interleaved,
+            mask: mask.expand([b, self.n_heads, t, total]),
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+        };
         for (l, block) in self.blocks.iter().enumerate() {
-            let h = block.attn_norm.forward(x.clone());
-            let q = linear_rows(&block.q, h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
-            let k = linear_rows(&block.k, h.clone())
-                .reshape([b, t, nkv, hd])
-                .swap_dims(1, 2);
-            let v = linear_rows(&block.v, h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
-            let q = self.rotate(q, &cos, &sin);
-            let k = self.rotate(k, &cos, &sin);
-            let (k, v) = match cache.layers[l].take() {
-                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-                None => (k, v),
-            };
-            cache.layers[l] = Some((k.clone(), v.clone()));
-            // Grouped-query attention: query head h reads key/value head h / group.
-            let k = k
-                .unsqueeze_dim::<5>(2)
-                .expand([b, nkv, group, total, hd])
-                .reshape([b, nh, total, hd]);
-            let v = v
-                .unsqueeze_dim::<5>(2)
-                .expand([b, nkv, group, total, hd])
-                .reshape([b, nh, total, hd]);
-            let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-            let scores = scores.mask_fill(mask.clone(), MASKED);
-            let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
-            x = x + linear_rows(&block.o, attn);
-            let h = block.ffn_norm.forward(x.clone());
-            let ffn = linear_rows(
-                &block.down,
-                silu(linear_rows(&block.gate, h.clone())) * linear_rows(&block.up, h),
-            );
-            x = x + ffn;
+            x = block.forward(x, &attention, &mut cache.layers[l]);
             for (slot, _) in layers.iter().enumerate().filter(|(_, &want)| want == l) {
                 kept[slot] = Some(x.clone());
             }
