@@ -8,32 +8,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{DatasetSpec, SequenceDataset};
-use genrec_text::{attribute_features, default_template, render, AttributeConfig, Matrix, RenderReport, TextEncoder};
+pub use genrec_text::FeatureKind;
+use genrec_text::{FeatureOptions, ItemFeatures, Matrix};
 use serde::Serialize;
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
-
-/// What to build.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FeatureKind {
-    Text,
-    Attributes,
-    File(PathBuf),
-}
-
-impl std::str::FromStr for FeatureKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" => Ok(FeatureKind::Text),
-            "attributes" => Ok(FeatureKind::Attributes),
-            _ => match s.strip_prefix("file:") {
-                Some(p) if !p.is_empty() => Ok(FeatureKind::File(PathBuf::from(p))),
-                _ => Err(format!("--kind `{s}`: expected text, attributes or file:PATH")),
-            },
-        }
-    }
-}
 
 pub struct BuildOptions {
     pub dataset: String,
@@ -110,104 +89,69 @@ fn title(data: &SequenceDataset, i: usize) -> String {
         .unwrap_or_else(|| format!("item {}", data.item_tokens[i]))
 }
 
-struct EncodeJob<'a> {
-    texts: &'a [String],
-    label: String,
-    batch_size: usize,
-    cache: bool,
+/// genrec-text's [`build_features`](genrec_text::build_features) on the chosen backend
+/// (inference only: the inner backend records no autodiff graph).
+struct FeaturesJob<'a> {
+    dataset: &'a str,
+    data: &'a SequenceDataset,
+    kind: &'a FeatureKind,
+    options: FeatureOptions,
 }
 
-impl BackendJob for EncodeJob<'_> {
-    type Output = Result<Matrix>;
+impl BackendJob for FeaturesJob<'_> {
+    type Output = Result<ItemFeatures, genrec_text::TextError>;
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        // Inference only: the inner backend records no autodiff graph.
-        let encoder = TextEncoder::<B::InnerBackend>::minilm(&device).map_err(anyhow::Error::msg)?;
-        if !self.cache {
-            return encoder
-                .encode(self.texts, self.batch_size, true)
-                .map_err(anyhow::Error::msg);
-        }
-        let (m, path) = encoder
-            .encode_cached(&self.label, self.texts, self.batch_size)
-            .map_err(anyhow::Error::msg)?;
-        eprintln!("text vectors cached at {}", path.display());
-        Ok(m)
+        genrec_text::build_features::<B::InnerBackend>(self.dataset, self.data, self.kind, &self.options, &device)
     }
 }
 
 /// MiniLM vectors of arbitrary texts, through the text-vector cache (keyed by `label` and the
 /// texts' content).
 pub fn encode_texts(texts: &[String], label: &str, device: DeviceKind) -> Result<Matrix> {
-    dispatch(
-        device,
-        EncodeJob {
-            texts,
-            label: label.to_string(),
-            batch_size: 64,
-            cache: true,
-        },
-    )
+    struct EncodeJob<'a> {
+        texts: &'a [String],
+        label: &'a str,
+    }
+    impl BackendJob for EncodeJob<'_> {
+        type Output = Result<(Matrix, Option<PathBuf>), genrec_text::TextError>;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+            genrec_text::encode_texts::<B::InnerBackend>(self.texts, self.label, 64, true, &device)
+        }
+    }
+    let (matrix, cache) = dispatch(device, EncodeJob { texts, label })?;
+    if let Some(path) = cache {
+        eprintln!("text vectors cached at {}", path.display());
+    }
+    Ok(matrix)
 }
 
-/// Item vectors of `data` in its item order, with the texts encoded (text kind) and how they were
-/// rendered.
-pub struct Vectors {
-    pub matrix: Matrix,
-    pub texts: Option<Vec<String>>,
-    pub render: Option<RenderReport>,
-    /// `text`, `attributes` or `file:PATH`.
-    pub kind: String,
-}
-
-/// Computes the vectors `options` asks for (MiniLM text through the cache, attributes, or a file).
-pub fn vectors(options: &BuildOptions, data: &SequenceDataset) -> Result<Vectors> {
-    Ok(match &options.kind {
-        FeatureKind::Text => {
-            let template = match &options.template {
-                Some(t) => t.clone(),
-                None => default_template(data).map_err(anyhow::Error::msg)?.to_string(),
-            };
-            let (texts, report) = render(data, &template).map_err(anyhow::Error::msg)?;
-            eprintln!(
-                "{} item texts ({} without a title, {} empty) from `{template}`",
-                report.items, report.missing_first_field, report.empty
-            );
-            let job = EncodeJob {
-                texts: &texts,
-                label: format!("{}-minilm", options.dataset),
-                batch_size: options.batch_size,
-                cache: options.cache,
-            };
-            let matrix = dispatch(options.device, job)?;
-            Vectors {
-                matrix,
-                texts: Some(texts),
-                render: Some(report),
-                kind: "text".into(),
-            }
-        }
-        FeatureKind::Attributes => {
-            let config = AttributeConfig {
-                tfidf: options.tfidf,
-                dim: options.dim,
-                seed: options.seed,
-                ..AttributeConfig::default()
-            };
-            let matrix = attribute_features(data, &config).map_err(anyhow::Error::msg)?;
-            Vectors {
-                matrix,
-                texts: None,
-                render: None,
-                kind: "attributes".into(),
-            }
-        }
-        FeatureKind::File(path) => Vectors {
-            matrix: Matrix::load_checked(path, data.n_items(), None).map_err(anyhow::Error::msg)?,
-            texts: None,
-            render: None,
-            kind: format!("file:{}", path.display()),
+/// Computes the vectors `options` asks for (MiniLM text through the cache, attributes, or a file),
+/// reporting what the text kind rendered and where it cached the vectors.
+pub fn vectors(options: &BuildOptions, data: &SequenceDataset) -> Result<ItemFeatures> {
+    let job = FeaturesJob {
+        dataset: &options.dataset,
+        data,
+        kind: &options.kind,
+        options: FeatureOptions {
+            template: options.template.clone(),
+            dim: options.dim,
+            tfidf: options.tfidf,
+            batch_size: options.batch_size,
+            cache: options.cache,
+            seed: options.seed,
         },
-    })
+    };
+    let features = dispatch(options.device, job)?;
+    if let (Some(report), Some(template)) = (&features.render, &features.template) {
+        eprintln!(
+            "{} item texts ({} without a title, {} empty) from `{template}`",
+            report.items, report.missing_first_field, report.empty
+        );
+    }
+    if let Some(path) = &features.cache {
+        eprintln!("text vectors cached at {}", path.display());
+    }
+    Ok(features)
 }
 
 pub fn build(options: &BuildOptions) -> Result<PathBuf> {
@@ -221,11 +165,12 @@ pub fn build(options: &BuildOptions) -> Result<PathBuf> {
     let spec: DatasetSpec = options.dataset.parse()?;
     let data = spec.load()?;
     let started = Instant::now();
-    let Vectors {
+    let ItemFeatures {
         matrix,
         texts,
         render: text,
         kind,
+        ..
     } = vectors(options, &data)?;
     if let Some(texts) = texts {
         // What was encoded, one item per line (the sentence-transformers anchor reads it).

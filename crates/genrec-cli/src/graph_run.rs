@@ -21,8 +21,10 @@ use genrec_data::HoldOut;
 use genrec_eval::multi::{HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit};
 use genrec_eval::report::MetricsReport;
 use genrec_graph::train::validation_eval;
-use genrec_graph::{evaluate_graph_cf, train_graph_cf, Backbone, Graph, GraphCfConfig, HostProfiles};
-use genrec_text::Matrix;
+use genrec_graph::{
+    evaluate_graph_cf, file_profiles, llm_profiles, text_profiles, train_graph_cf, Backbone, Graph, GraphCfConfig,
+    HostProfiles, LlmProfileOptions,
+};
 use genrec_train::{Checkpoints, CurvePoint, Run};
 
 use crate::backend::{dispatch, BackendJob, DeviceKind};
@@ -84,28 +86,28 @@ fn build_profiles<'a>(
     match profiles.source {
         ProfileSource::File => {
             let (uf, itf) = (
-                profiles.user_file.as_ref().unwrap(),
-                profiles.item_file.as_ref().unwrap(),
+                profiles
+                    .user_file
+                    .as_ref()
+                    .expect("checked by ProfilesConfig::validate"),
+                profiles
+                    .item_file
+                    .as_ref()
+                    .expect("checked by ProfilesConfig::validate"),
             );
-            let user = Matrix::load_checked(uf, data.n_users, None).map_err(anyhow::Error::msg)?;
-            let item = Matrix::load_checked(itf, data.n_items, Some(user.cols)).map_err(anyhow::Error::msg)?;
+            let p = file_profiles(uf, itf, data)?;
             log.line(&format!(
                 "profiles: {} users × {} and {} items from files",
-                user.rows, user.cols, item.rows
+                data.n_users, p.dim, data.n_items
             ));
-            Ok(HostProfiles {
-                dim: user.cols,
-                user: user.data,
-                item: item.data,
-            })
+            Ok(p)
         }
         ProfileSource::Llm => {
             let dataset = with_text(dataset, "llm")?;
-            let options = crate::profiles::LlmProfileOptions {
+            let options = LlmProfileOptions {
                 batch_size: profiles.batch_size.unwrap_or(16),
                 max_new: profiles.max_new.unwrap_or(48),
                 user_titles: profiles.user_titles.unwrap_or(10),
-                device,
             };
             let split = config.data.holdout.clone().unwrap_or_default();
             let key = format!(
@@ -113,13 +115,17 @@ fn build_profiles<'a>(
                 split.ratios[0], split.ratios[1], split.ratios[2], split.seed
             );
             let name = &config.data.dataset;
-            let (items, users) = crate::profiles::llm_profiles(
-                &crate::profiles::profile_dir(name),
-                dataset,
-                data,
-                &key,
-                &options,
-                &mut |m| log.line(m),
+            let dir = profile_dir(name);
+            let (items, users) = dispatch(
+                device,
+                LlmProfilesJob {
+                    dir: &dir,
+                    dataset,
+                    data,
+                    key: &key,
+                    options: &options,
+                    log: &mut *log,
+                },
             )?;
             let items = crate::features::encode_texts(&items, &format!("{name}-smollm2-items"), device)?;
             let users = crate::features::encode_texts(&users, &format!("{name}-smollm2-users-{key}"), device)?;
@@ -137,27 +143,47 @@ fn build_profiles<'a>(
             let dataset = with_text(dataset, "text")?;
             let options = BuildOptions::in_memory(&config.data.dataset, FeatureKind::Text, device, config.seed);
             let items = crate::features::vectors(&options, dataset)?.matrix;
-            let dim = items.cols;
-            // A user's profile sees only their training items, never validation or test.
-            let mut user = vec![0f32; data.n_users * dim];
-            for (u, train) in data.train.iter().enumerate() {
-                let row = &mut user[u * dim..(u + 1) * dim];
-                for &i in train {
-                    row.iter_mut().zip(items.row(i as usize)).for_each(|(a, &b)| *a += b);
-                }
-                row.iter_mut().for_each(|a| *a /= train.len() as f32);
-            }
             log.line(&format!(
-                "profiles: MiniLM item text ({} × {dim}); users = mean of their training items",
-                items.rows
+                "profiles: MiniLM item text ({} × {}); users = mean of their training items",
+                items.rows, items.cols
             ));
-            Ok(HostProfiles {
-                user,
-                item: items.data,
-                dim,
-            })
+            Ok(text_profiles(&items, data))
         }
     }
+}
+
+/// genrec-graph's [`llm_profiles`] on the chosen backend (SmolLM2 inference).
+struct LlmProfilesJob<'a> {
+    dir: &'a Path,
+    dataset: &'a genrec_data::SequenceDataset,
+    data: &'a HoldOut,
+    key: &'a str,
+    options: &'a LlmProfileOptions,
+    log: &'a mut Log,
+}
+
+impl BackendJob for LlmProfilesJob<'_> {
+    type Output = Result<(Vec<String>, Vec<String>), genrec_graph::GraphError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let log = self.log;
+        llm_profiles::<B::InnerBackend>(
+            self.dir,
+            self.dataset,
+            self.data,
+            self.key,
+            self.options,
+            &device,
+            &mut |m| log.line(m),
+        )
+    }
+}
+
+/// Where a dataset's SmolLM2 profiles are kept: `GENREC_HOME/profiles/<dataset>-smollm2/`.
+fn profile_dir(name: &str) -> std::path::PathBuf {
+    genrec_data::assets::genrec_home()
+        .join("profiles")
+        .join(format!("{}-smollm2", name.replace([':', '/'], "_")))
 }
 
 struct GraphJob<'a> {

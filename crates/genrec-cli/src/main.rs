@@ -9,7 +9,6 @@ mod graph_run;
 mod llm;
 mod loo;
 mod plot;
-mod profiles;
 mod registry;
 mod rundir;
 mod tokenize;
@@ -367,7 +366,7 @@ fn real_main() -> Result<()> {
             }
             let out = features::build(&features::BuildOptions {
                 dataset,
-                kind: kind.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                kind: kind.parse()?,
                 template,
                 dim,
                 tfidf: !no_tfidf,

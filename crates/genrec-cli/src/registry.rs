@@ -236,7 +236,7 @@ fn item_index(ctx: &mut LooContext) -> Result<ItemIndex> {
     }
     let index_config = ctx.index.cloned().unwrap_or_default();
     let features = if index_config.needs_features() {
-        let kind = index_config.features.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+        let kind: FeatureKind = index_config.features.parse()?;
         let options = BuildOptions::in_memory(ctx.dataset, kind, ctx.device, ctx.seed);
         Some(crate::features::vectors(&options, ctx.data)?.matrix)
     } else {

@@ -6,16 +6,22 @@
 //! - [`render`]: item text from dataset fields through a template.
 //! - [`attributes`]: multi-hot / TF-IDF attribute features with an optional randomized reduction.
 //! - [`matrix`]: the host matrix type with `.npy` / `.safetensors` import and export.
+//! - [`features`]: [`build_features`], the item-vector matrix of a dataset by kind (text,
+//!   attributes, file) — one library call for the CLI, TIGER's index and RLMRec's profiles.
 
 pub mod attributes;
 pub mod bert;
 pub mod encoder;
+mod error;
+pub mod features;
 pub mod loader;
 pub mod matrix;
 pub mod render;
 
 pub use attributes::{attribute_features, AttributeConfig};
 pub use encoder::TextEncoder;
+pub use error::TextError;
+pub use features::{build_features, encode_texts, FeatureKind, FeatureOptions, ItemFeatures};
 pub use matrix::Matrix;
 pub use render::{default_template, render, RenderReport};
 
