@@ -193,7 +193,7 @@ impl ModelVisitor for Validate<'_> {
 
     fn hold_out(self, _: &'static str, backbone: Backbone, m: &GraphCfConfig) -> Result<()> {
         let c = self.0;
-        m.resolve(backbone).map_err(anyhow::Error::msg)?;
+        m.resolve(backbone)?;
         c.train.validate(&c.eval.ks)?;
         if let Some(h) = &c.data.holdout {
             h.validate().map_err(|e| anyhow::anyhow!("data.{e}"))?;

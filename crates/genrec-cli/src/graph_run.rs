@@ -213,14 +213,13 @@ impl BackendJob for GraphJob<'_> {
         let eval = holdout_eval(c);
         let started = Instant::now();
         let log = &mut *self.log;
-        let settings = self.model.resolve(self.backbone).map_err(anyhow::Error::msg)?;
+        let settings = self.model.resolve(self.backbone)?;
         let checkpoints = Checkpoints {
             dir: Some(self.dir),
             resume: self.resume,
         };
         let run = Run::new(c.seed, checkpoints, |m: &str| log.line(m));
-        let trained = train_graph_cf::<B>(&settings, &c.train, &eval, self.data, self.profiles, &device, run)
-            .map_err(anyhow::Error::msg)?;
+        let trained = train_graph_cf::<B>(&settings, &c.train, &eval, self.data, self.profiles, &device, run)?;
         let train_seconds = started.elapsed().as_secs_f64();
         let train_seconds = trained
             .curves
@@ -240,10 +239,8 @@ impl BackendJob for GraphJob<'_> {
             self.data,
             HoldOutSplit::Valid,
             &valid_eval,
-        )
-        .map_err(anyhow::Error::msg)?;
-        let test = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Test, &eval)
-            .map_err(anyhow::Error::msg)?;
+        )?;
+        let test = evaluate_graph_cf(&trained.model, &settings, &graph, self.data, HoldOutSplit::Test, &eval)?;
         Ok(GraphOutcome {
             valid,
             test,

@@ -53,10 +53,8 @@ pub fn run<M: LooModel>(
     }
     let counts = split.train_item_counts();
     let started = Instant::now();
-    let valid =
-        evaluate(model.as_ref(), &split.valid, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
-    let test =
-        evaluate(model.as_ref(), &split.test, Some(&counts), &config.eval, config.seed).map_err(anyhow::Error::msg)?;
+    let valid = evaluate(model.as_ref(), &split.valid, Some(&counts), &config.eval, config.seed)?;
+    let test = evaluate(model.as_ref(), &split.test, Some(&counts), &config.eval, config.seed)?;
     let eval_seconds = started.elapsed().as_secs_f64();
     log.line(&format!(
         "trained {kind} in {train_seconds:.1}s, evaluated in {eval_seconds:.1}s"

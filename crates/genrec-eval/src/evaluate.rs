@@ -1,5 +1,6 @@
 //! Runs any [`Recommender`] over evaluation cases with the protocol of design.md §4.
 
+use crate::EvalError;
 use std::collections::BTreeMap;
 
 use genrec_data::{EvalCase, ItemId};
@@ -92,38 +93,38 @@ impl Default for EvalConfig {
 
 /// The checks every evaluation config shares: valid cut-offs no larger than the item count and a
 /// positive batch size. Errors name the field.
-pub(crate) fn check_cutoffs(ks: &[usize], batch_size: usize, n_items: usize) -> Result<MetricSet, String> {
-    let set = MetricSet::new(ks.to_vec()).map_err(|e| format!("eval.ks: {e}"))?;
+pub(crate) fn check_cutoffs(ks: &[usize], batch_size: usize, n_items: usize) -> Result<MetricSet, EvalError> {
+    let set = MetricSet::new(ks.to_vec()).map_err(|e| EvalError::Config(format!("eval.ks: {e}")))?;
     if set.max_k() > n_items {
-        return Err(format!(
+        return Err(EvalError::Config(format!(
             "eval.ks: K = {} is larger than the {n_items} items",
             set.max_k()
-        ));
+        )));
     }
     if batch_size == 0 {
-        return Err("eval.batch_size must be at least 1".into());
+        return Err(EvalError::Config("eval.batch_size must be at least 1".into()));
     }
     Ok(set)
 }
 
 impl EvalConfig {
     /// Checks the settings against the item count; errors name the field.
-    pub fn validate(&self, n_items: usize) -> Result<MetricSet, String> {
+    pub fn validate(&self, n_items: usize) -> Result<MetricSet, EvalError> {
         let set = check_cutoffs(&self.ks, self.batch_size, n_items)?;
         if self.ranking == RankingMode::Sampled {
             if self.negatives == 0 || self.negatives >= n_items {
-                return Err(format!(
+                return Err(EvalError::Config(format!(
                     "eval.negatives = {} must be between 1 and {}",
                     self.negatives,
                     n_items - 1
-                ));
+                )));
             }
             if set.max_k() > self.negatives + 1 {
-                return Err(format!(
+                return Err(EvalError::Config(format!(
                     "eval.ks: K = {} exceeds the {} sampled candidates",
                     set.max_k(),
                     self.negatives + 1
-                ));
+                )));
             }
         }
         for (name, edges) in [
@@ -131,7 +132,7 @@ impl EvalConfig {
             ("history_edges", &self.history_edges),
         ] {
             if edges.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(format!("eval.{name} must be strictly increasing"));
+                return Err(EvalError::Config(format!("eval.{name} must be strictly increasing")));
             }
         }
         Ok(set)
@@ -161,17 +162,17 @@ pub struct Evaluation {
 
 /// Negatives for one user: `n` distinct items, never the target nor a history item, drawn from a
 /// generator seeded by `(seed, user)` so they do not depend on batching or thread count.
-fn negatives_for(case: &EvalCase, n_items: usize, n: usize, seed: u64) -> Result<Vec<ItemId>, String> {
+fn negatives_for(case: &EvalCase, n_items: usize, n: usize, seed: u64) -> Result<Vec<ItemId>, EvalError> {
     let mut forbidden: Vec<ItemId> = case.history.clone();
     forbidden.push(case.target);
     forbidden.sort_unstable();
     forbidden.dedup();
     let pool = n_items - forbidden.len();
     if pool < n {
-        return Err(format!(
+        return Err(EvalError::Config(format!(
             "user {}: only {pool} items left to sample {n} negatives from",
             case.user
-        ));
+        )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (case.user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     // Sample positions in the allowed pool, then map each position past the forbidden ids.
@@ -199,11 +200,11 @@ pub fn evaluate(
     train_counts: Option<&[u32]>,
     config: &EvalConfig,
     seed: u64,
-) -> Result<Evaluation, String> {
+) -> Result<Evaluation, EvalError> {
     let n_items = model.n_items();
     let set = config.validate(n_items)?;
     let max_k = set.max_k();
-    let batches: Vec<Result<Vec<UserOutcome>, String>> = cases
+    let batches: Vec<Result<Vec<UserOutcome>, EvalError>> = cases
         .par_chunks(config.batch_size)
         .map(|batch| {
             let histories: Vec<&[ItemId]> = batch.iter().map(|c| c.history.as_slice()).collect();
@@ -219,12 +220,12 @@ pub fn evaluate(
             match scores {
                 Some(scores) => {
                     if scores.len() != batch.len() * n_items {
-                        return Err(format!(
+                        return Err(EvalError::Model(format!(
                             "model `{}` returned {} scores for {} histories × {n_items} items",
                             model.name(),
                             scores.len(),
                             batch.len()
-                        ));
+                        )));
                     }
                     for (c, row) in batch.iter().zip(scores.chunks(n_items)) {
                         let rank = match config.ranking {
@@ -244,19 +245,19 @@ pub fn evaluate(
                 }
                 None => {
                     if config.ranking == RankingMode::Sampled {
-                        return Err(format!(
+                        return Err(EvalError::Model(format!(
                             "model `{}` generates lists and has no scores: sampled ranking needs scores",
                             model.name()
-                        ));
+                        )));
                     }
                     let lists = model.recommend(&histories, max_k);
                     if lists.len() != batch.len() {
-                        return Err(format!(
+                        return Err(EvalError::Model(format!(
                             "model `{}` returned {} lists for {} histories",
                             model.name(),
                             lists.len(),
                             batch.len()
-                        ));
+                        )));
                     }
                     for (c, list) in batch.iter().zip(lists) {
                         let list: Vec<Option<ItemId>> = list.into_iter().map(Some).collect();
@@ -406,7 +407,8 @@ mod tests {
             },
             0,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("eval.ks") && e.contains("10 items"), "{e}");
         let e = evaluate(
             &m,
@@ -419,7 +421,8 @@ mod tests {
             },
             0,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("eval.batch_size"), "{e}");
         let lists = Fixed { n: 10, lists: true };
         let cfg = EvalConfig {
@@ -430,6 +433,7 @@ mod tests {
         };
         assert!(evaluate(&lists, &[case(0, vec![], 1)], None, &cfg, 0)
             .unwrap_err()
+            .to_string()
             .contains("needs scores"));
     }
 }

@@ -13,6 +13,7 @@
 //! - [`stats`]: mean ± std over seeds, paired t-test and Wilcoxon signed-rank;
 //! - [`report`]: the `metrics.json` shape and markdown tables.
 
+mod error;
 pub mod evaluate;
 pub mod lists;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod ranking;
 pub mod report;
 pub mod stats;
 
+pub use error::EvalError;
 pub use evaluate::{evaluate, EvalConfig, Evaluation, RankingMode};
 pub use metrics::{MetricSet, UserOutcome};
 pub use multi::{

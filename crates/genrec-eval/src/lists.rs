@@ -8,6 +8,7 @@
 //! `precision@K`, averaged over the lines with at least one target (`"targets": []` lines are
 //! left out of the means). One file holds one kind of line, so its metrics mean one thing.
 
+use crate::EvalError;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
@@ -37,16 +38,20 @@ struct Line {
 
 /// Reads and scores a lists file. `n_items`, when given, makes ids `≥ n_items` invalid (negative
 /// ids always are). Errors name the file and line.
-pub fn evaluate_lists_file(path: &Path, n_items: Option<usize>, config: &EvalConfig) -> Result<Evaluation, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    evaluate_lists(&text, n_items, config).map_err(|e| format!("{}:{e}", path.display()))
+pub fn evaluate_lists_file(path: &Path, n_items: Option<usize>, config: &EvalConfig) -> Result<Evaluation, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    // The inner messages start with the line number (or a space): `file:line: …`.
+    evaluate_lists(&text, n_items, config).map_err(|e| EvalError::Lists(format!("{}:{e}", path.display())))
 }
 
 /// As [`evaluate_lists_file`], on the file's text; errors start with `line:`. For a `"targets"`
 /// file, `outcomes` is empty (per-user results are [`MultiOutcome`]s, not single ranks) and
 /// `groups` has the history-length breakdown.
-pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -> Result<Evaluation, String> {
-    let set = crate::MetricSet::new(config.ks.clone()).map_err(|e| format!(" eval.ks: {e}"))?;
+pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -> Result<Evaluation, EvalError> {
+    let set = crate::MetricSet::new(config.ks.clone()).map_err(|e| EvalError::Lists(format!(" eval.ks: {e}")))?;
     let mut outcomes = Vec::new();
     let mut multi: Vec<MultiOutcome> = Vec::new();
     // (uses `targets`, first line) of the first data line: every other line must match it.
@@ -57,19 +62,19 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
         if raw.trim().is_empty() {
             continue;
         }
-        let l: Line = serde_json::from_str(raw).map_err(|e| format!("{line}: {e}"))?;
+        let l: Line = serde_json::from_str(raw).map_err(|e| EvalError::Lists(format!("{line}: {e}")))?;
         let targets: Vec<i64> = match (l.target, l.targets) {
             (Some(t), None) => vec![t],
             (None, Some(ts)) => ts,
             (Some(_), Some(_)) => {
-                return Err(format!(
+                return Err(EvalError::Lists(format!(
                     "{line}: fields `target` and `targets` both given: use exactly one"
-                ))
+                )))
             }
             (None, None) => {
-                return Err(format!(
+                return Err(EvalError::Lists(format!(
                     "{line}: missing field `target` (or `targets` for several relevant items)"
-                ))
+                )))
             }
         };
         let is_multi = l.target.is_none();
@@ -78,27 +83,35 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
             None => kind = Some((is_multi, line)),
             Some((k, first)) if k != is_multi => {
                 let other = if k { "targets" } else { "target" };
-                return Err(format!(
+                return Err(EvalError::Lists(format!(
                     "{line}: field `{field}`: line {first} uses `{other}`; one file holds one kind of line"
-                ));
+                )));
             }
             Some(_) => {}
         }
-        let ranked = l.ranked.ok_or_else(|| format!("{line}: missing field `ranked`"))?;
+        let ranked = l
+            .ranked
+            .ok_or_else(|| EvalError::Lists(format!("{line}: missing field `ranked`")))?;
         let in_range = |id: i64| id >= 0 && n_items.is_none_or(|n| (id as usize) < n);
         if let Some(&bad) = targets.iter().find(|&&t| !in_range(t)) {
-            return Err(format!(
+            return Err(EvalError::Lists(format!(
                 "{line}: field `{field}`: id {bad} is out of range{}",
                 n_items.map(|n| format!(" (--items {n})")).unwrap_or_default()
-            ));
+            )));
         }
         let mut distinct = targets.clone();
         distinct.sort_unstable();
         if let Some(w) = distinct.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("{line}: field `targets`: item {} is listed twice", w[0]));
+            return Err(EvalError::Lists(format!(
+                "{line}: field `targets`: item {} is listed twice",
+                w[0]
+            )));
         }
         if !users.insert(l.user) {
-            return Err(format!("{line}: field `user`: user {} already appeared", l.user));
+            return Err(EvalError::Lists(format!(
+                "{line}: field `user`: user {} already appeared",
+                l.user
+            )));
         }
         let list: Vec<Option<ItemId>> = ranked
             .iter()
@@ -137,9 +150,9 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
         }
     }
     match kind {
-        None => Err(" no lines to evaluate".into()),
+        None => Err(EvalError::Lists(" no lines to evaluate".into())),
         Some((false, _)) => Ok(summarize(&set, config, outcomes, None)),
-        Some((true, _)) if multi.is_empty() => Err(" no line has a target to evaluate".into()),
+        Some((true, _)) if multi.is_empty() => Err(EvalError::Lists(" no line has a target to evaluate".into())),
         Some((true, _)) => {
             let mut groups = BTreeMap::new();
             groups.insert(
@@ -210,7 +223,7 @@ mod tests {
             ("not json\n", "1: expected"),
             ("\n", "no lines"),
         ] {
-            let e = evaluate_lists(text, Some(100), &cfg).unwrap_err();
+            let e = evaluate_lists(text, Some(100), &cfg).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }
@@ -287,7 +300,7 @@ mod tests {
                 "no line has a target",
             ),
         ] {
-            let e = evaluate_lists(text, Some(100), &cfg).unwrap_err();
+            let e = evaluate_lists(text, Some(100), &cfg).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }

@@ -2,6 +2,7 @@
 //! `MRR@K = 1[r ≤ K] / r`, averaged over **all** users (an unranked user counts as 0), plus
 //! `invalid@K` for generated lists and per-group breakdowns.
 
+use crate::EvalError;
 use std::collections::BTreeMap;
 
 use genrec_data::{ItemId, UserId};
@@ -48,12 +49,12 @@ pub fn user_value(key: &str, rank: Option<usize>) -> Option<f64> {
 }
 
 impl MetricSet {
-    pub fn new(ks: Vec<usize>) -> Result<Self, String> {
+    pub fn new(ks: Vec<usize>) -> Result<Self, EvalError> {
         if ks.is_empty() {
-            return Err("`ks` must list at least one cut-off".into());
+            return Err(EvalError::Config("`ks` must list at least one cut-off".into()));
         }
         if let Some(k) = ks.iter().find(|&&k| k == 0) {
-            return Err(format!("cut-off K = {k} in `ks` must be at least 1"));
+            return Err(EvalError::Config(format!("cut-off K = {k} in `ks` must be at least 1")));
         }
         let mut ks = ks;
         ks.sort_unstable();
@@ -207,7 +208,7 @@ mod tests {
         assert!((m["mrr@10"] - (1.0 / 3.0 + 1.0 / 7.0) / 2.0).abs() < 1e-12);
         assert_eq!(m["recall@5"], 0.5);
         assert!(MetricSet::new(vec![]).is_err());
-        assert!(MetricSet::new(vec![0]).unwrap_err().contains("K = 0"));
+        assert!(MetricSet::new(vec![0]).unwrap_err().to_string().contains("K = 0"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!
 //! Ties are pessimistic, as [`crate::ranking::pessimistic_rank`]: see [`pessimistic_positions`].
 
+use crate::EvalError;
 use std::collections::BTreeMap;
 
 use genrec_data::{HoldOut, ItemId, UserId};
@@ -91,13 +92,13 @@ impl Default for HoldOutEvalConfig {
 impl HoldOutEvalConfig {
     /// Checks the settings for `n_items` items and the split; returns the sorted cut-offs.
     /// Errors name the field.
-    pub fn validate(&self, n_items: usize, split: HoldOutSplit) -> Result<Vec<usize>, String> {
+    pub fn validate(&self, n_items: usize, split: HoldOutSplit) -> Result<Vec<usize>, EvalError> {
         let set = check_cutoffs(&self.ks, self.batch_size, n_items)?;
         if self.mask == MaskMode::TrainValid && split == HoldOutSplit::Valid {
-            return Err(
+            return Err(EvalError::Config(
                 "eval.mask = \"train+valid\" would mask the validation items being scored; use it for the test split"
                     .into(),
-            );
+            ));
         }
         Ok(set.ks)
     }
@@ -315,37 +316,37 @@ fn evaluate_users<F>(
     config: &HoldOutEvalConfig,
     n_items: usize,
     rank_batch: F,
-) -> Result<HoldOutEvaluation, String>
+) -> Result<HoldOutEvaluation, EvalError>
 where
-    F: Fn(&[UserId]) -> Result<Vec<MultiOutcome>, String> + Sync,
+    F: Fn(&[UserId]) -> Result<Vec<MultiOutcome>, EvalError> + Sync,
 {
     let ks = config.validate(n_items, split)?;
     if data.n_items != n_items {
-        return Err(format!(
+        return Err(EvalError::Model(format!(
             "the model ranks {n_items} items but the hold-out has {}",
             data.n_items
-        ));
+        )));
     }
     for (name, rows) in [("train", &data.train), ("valid", &data.valid), ("test", &data.test)] {
         if rows.len() != data.n_users {
-            return Err(format!(
+            return Err(EvalError::Model(format!(
                 "hold-out {name} has {} rows for {} users",
                 rows.len(),
                 data.n_users
-            ));
+            )));
         }
         for (u, items) in rows.iter().enumerate() {
             if let Some(i) = items.iter().find(|&&i| i as usize >= n_items) {
-                return Err(format!(
+                return Err(EvalError::Model(format!(
                     "hold-out {name}: user {u} has item {i} but n_items = {n_items}"
-                ));
+                )));
             }
         }
     }
     let users: Vec<UserId> = (0..data.n_users as UserId)
         .filter(|&u| !relevant_and_masked(data, split, config.mask, u).0.is_empty())
         .collect();
-    let batches: Vec<Result<Vec<MultiOutcome>, String>> =
+    let batches: Vec<Result<Vec<MultiOutcome>, EvalError>> =
         users.par_chunks(config.batch_size).map(&rank_batch).collect();
     let mut outcomes = Vec::with_capacity(users.len());
     for b in batches {
@@ -370,14 +371,14 @@ pub fn evaluate_holdout_scores(
     data: &HoldOut,
     split: HoldOutSplit,
     config: &HoldOutEvalConfig,
-) -> Result<HoldOutEvaluation, String> {
+) -> Result<HoldOutEvaluation, EvalError> {
     let n = data.n_items;
     if scores.len() != data.n_users * n {
-        return Err(format!(
+        return Err(EvalError::Model(format!(
             "{} scores for {} users × {n} items",
             scores.len(),
             data.n_users
-        ));
+        )));
     }
     evaluate_users(data, split, config, n, |users| {
         Ok(users
@@ -398,19 +399,19 @@ pub fn evaluate_holdout_with<F>(
     split: HoldOutSplit,
     config: &HoldOutEvalConfig,
     score_users: F,
-) -> Result<HoldOutEvaluation, String>
+) -> Result<HoldOutEvaluation, EvalError>
 where
-    F: Fn(&[UserId]) -> Result<Vec<f32>, String> + Sync,
+    F: Fn(&[UserId]) -> Result<Vec<f32>, EvalError> + Sync,
 {
     let n = data.n_items;
     evaluate_users(data, split, config, n, |users| {
         let scores = score_users(users)?;
         if scores.len() != users.len() * n {
-            return Err(format!(
+            return Err(EvalError::Model(format!(
                 "the scorer returned {} scores for {} users × {n} items",
                 scores.len(),
                 users.len()
-            ));
+            )));
         }
         Ok(users
             .iter()
@@ -429,19 +430,19 @@ pub fn evaluate_holdout(
     data: &HoldOut,
     split: HoldOutSplit,
     config: &HoldOutEvalConfig,
-) -> Result<HoldOutEvaluation, String> {
+) -> Result<HoldOutEvaluation, EvalError> {
     let n = model.n_items();
     let max_k = config.ks.iter().copied().max().unwrap_or(0);
     evaluate_users(data, split, config, n, |users| {
         let histories: Vec<&[ItemId]> = users.iter().map(|&u| data.train[u as usize].as_slice()).collect();
         if let Some(scores) = model.scores(&histories) {
             if scores.len() != users.len() * n {
-                return Err(format!(
+                return Err(EvalError::Model(format!(
                     "model `{}` returned {} scores for {} histories × {n} items",
                     model.name(),
                     scores.len(),
                     users.len()
-                ));
+                )));
             }
             return Ok(users
                 .iter()
@@ -451,12 +452,12 @@ pub fn evaluate_holdout(
         }
         let lists = model.recommend(&histories, max_k);
         if lists.len() != users.len() {
-            return Err(format!(
+            return Err(EvalError::Model(format!(
                 "model `{}` returned {} lists for {} histories",
                 model.name(),
                 lists.len(),
                 users.len()
-            ));
+            )));
         }
         let mut ks = config.ks.clone();
         ks.sort_unstable();
@@ -721,28 +722,40 @@ mod tests {
     fn bad_input_names_the_field() {
         let data = tiny();
         let cfg = HoldOutEvalConfig::default();
-        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Test, &cfg).unwrap_err();
+        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Test, &cfg)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eval.ks") && e.contains("6 items"), "{e}");
         let cfg = HoldOutEvalConfig {
             ks: vec![2],
             ..Default::default()
         };
-        let e = evaluate_holdout_scores(&[0.0; 23], &data, HoldOutSplit::Test, &cfg).unwrap_err();
+        let e = evaluate_holdout_scores(&[0.0; 23], &data, HoldOutSplit::Test, &cfg)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("23 scores for 4 users × 6 items"), "{e}");
         let tv = HoldOutEvalConfig {
             mask: MaskMode::TrainValid,
             ..cfg.clone()
         };
-        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Valid, &tv).unwrap_err();
+        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Valid, &tv)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eval.mask"), "{e}");
-        let e = evaluate_holdout_with(&data, HoldOutSplit::Test, &cfg, |_| Ok(vec![0.0; 5])).unwrap_err();
+        let e = evaluate_holdout_with(&data, HoldOutSplit::Test, &cfg, |_| Ok(vec![0.0; 5]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("returned 5 scores"), "{e}");
         let mut bad = tiny();
         bad.test[1] = vec![6];
-        let e = evaluate_holdout_scores(&[0.0; 24], &bad, HoldOutSplit::Test, &cfg).unwrap_err();
+        let e = evaluate_holdout_scores(&[0.0; 24], &bad, HoldOutSplit::Test, &cfg)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hold-out test: user 1 has item 6"), "{e}");
         let zero = HoldOutEvalConfig { batch_size: 0, ..cfg };
-        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Test, &zero).unwrap_err();
+        let e = evaluate_holdout_scores(&[0.0; 24], &data, HoldOutSplit::Test, &zero)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eval.batch_size"), "{e}");
     }
 

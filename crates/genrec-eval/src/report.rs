@@ -1,5 +1,6 @@
 //! `metrics.json` (design.md §3) and markdown tables of runs side by side.
 
+use crate::EvalError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -36,9 +37,13 @@ pub struct MetricsReport {
 }
 
 impl MetricsReport {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: not a metrics.json: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, EvalError> {
+        let err = |message: String| EvalError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| err(format!("not a metrics.json: {e}")))
     }
 }
 

@@ -3,6 +3,7 @@
 //! The special functions (log-gamma, regularized incomplete beta, normal tail) are implemented
 //! here to keep the crate dependency-free; tests compare them with values from SciPy.
 
+use crate::EvalError;
 use serde::{Deserialize, Serialize};
 
 /// Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value).
@@ -29,23 +30,23 @@ pub struct TestResult {
     pub n: usize,
 }
 
-fn check_pairs(a: &[f64], b: &[f64]) -> Result<(), String> {
+fn check_pairs(a: &[f64], b: &[f64]) -> Result<(), EvalError> {
     if a.len() != b.len() {
-        return Err(format!(
+        return Err(EvalError::Stats(format!(
             "paired test needs equal lengths, got {} and {}",
             a.len(),
             b.len()
-        ));
+        )));
     }
     if a.len() < 2 {
-        return Err("paired test needs at least 2 pairs".into());
+        return Err(EvalError::Stats("paired test needs at least 2 pairs".into()));
     }
     Ok(())
 }
 
 /// Paired Student t-test of `a − b`, two-sided (SciPy's `ttest_rel`). Identical runs give
 /// t = 0, p = 1.
-pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
+pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TestResult, EvalError> {
     check_pairs(a, b)?;
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
     let n = d.len();
@@ -77,7 +78,7 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
 /// ranks, normal approximation with tie correction and no continuity correction (SciPy's
 /// `wilcoxon(..., zero_method="wilcox", correction=False, method="approx")`). Per-user metric
 /// differences are full of ties, where the exact distribution does not apply.
-pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, String> {
+pub fn wilcoxon(a: &[f64], b: &[f64]) -> Result<TestResult, EvalError> {
     check_pairs(a, b)?;
     let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).filter(|d| *d != 0.0).collect();
     let n = d.len();

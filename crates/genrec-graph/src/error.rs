@@ -1,7 +1,9 @@
-//! Errors of genrec-graph's profile building (the backbones' checks still return messages; see
-//! the README's note on typed errors).
+//! Errors of genrec-graph, each naming the field, file or node at fault.
 
 use std::path::PathBuf;
+
+use genrec_eval::EvalError;
+use genrec_train::TrainError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -14,4 +16,14 @@ pub enum GraphError {
     /// Loading SmolLM2 or generating with it.
     #[error("SmolLM2: {0}")]
     Llm(String),
+    /// A `[model]` / `[model.align]` setting out of range (the message names the field).
+    #[error("{0}")]
+    Config(String),
+    /// A hold-out split the models cannot train on (the message names the user or file line).
+    #[error("{0}")]
+    Data(String),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
 }

@@ -7,6 +7,7 @@
 //! d 32, 3 layers (GCCF 2), L2 1e-6 (SGL, SimGCL 1e-5), edge keep rate 0.8 for LightGCN and SGL,
 //! InfoNCE weight 0.1 and τ 0.2, SimGCL noise ε 0.9.
 
+use crate::GraphError;
 use burn::module::{Module, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -117,7 +118,7 @@ pub enum Combine {
 
 impl GraphCfConfig {
     /// Fills in `backbone`'s defaults and checks every value; errors name the field.
-    pub fn resolve(&self, backbone: Backbone) -> Result<Settings, String> {
+    pub fn resolve(&self, backbone: Backbone) -> Result<Settings, GraphError> {
         use Backbone::*;
         let paper = self.variant == Variant::Paper;
         let contrastive = matches!(backbone, Sgl | SimGcl);
@@ -142,39 +143,58 @@ impl GraphCfConfig {
         };
         let name = backbone.name();
         if s.dim == 0 {
-            return Err("model.dim must be at least 1".into());
+            return Err(GraphError::Config("model.dim must be at least 1".into()));
         }
         if s.layers == 0 && backbone != LightGcn {
-            return Err(format!("model.layers must be at least 1 for {name}"));
+            return Err(GraphError::Config(format!(
+                "model.layers must be at least 1 for {name}"
+            )));
         }
         if !(s.keep_rate > 0.0 && s.keep_rate <= 1.0) {
-            return Err(format!("model.keep_rate = {} must be in (0, 1]", s.keep_rate));
+            return Err(GraphError::Config(format!(
+                "model.keep_rate = {} must be in (0, 1]",
+                s.keep_rate
+            )));
         }
         if self.keep_rate.is_some_and(|k| k < 1.0) && !drops_edges {
-            return Err(format!(
+            return Err(GraphError::Config(format!(
                 "model.keep_rate: {name} does not drop edges (only lightgcn and sgl do)"
-            ));
+            )));
         }
         if !(s.reg >= 0.0 && s.reg.is_finite()) {
-            return Err(format!("model.reg = {} must be a finite number ≥ 0", s.reg));
+            return Err(GraphError::Config(format!(
+                "model.reg = {} must be a finite number ≥ 0",
+                s.reg
+            )));
         }
         let set = |o: Option<f64>| o.is_some();
         if !contrastive && (set(self.cl_weight) || set(self.cl_temperature)) {
-            return Err(format!(
+            return Err(GraphError::Config(format!(
                 "model.cl_weight / model.cl_temperature: {name} has no contrastive term (sgl and simgcl do)"
-            ));
+            )));
         }
         if backbone != SimGcl && set(self.noise_eps) {
-            return Err(format!("model.noise_eps: only simgcl perturbs embeddings, not {name}"));
+            return Err(GraphError::Config(format!(
+                "model.noise_eps: only simgcl perturbs embeddings, not {name}"
+            )));
         }
         if !(s.cl_weight >= 0.0 && s.cl_weight.is_finite()) {
-            return Err(format!("model.cl_weight = {} must be a finite number ≥ 0", s.cl_weight));
+            return Err(GraphError::Config(format!(
+                "model.cl_weight = {} must be a finite number ≥ 0",
+                s.cl_weight
+            )));
         }
         if !(s.cl_temperature > 0.0 && s.cl_temperature.is_finite()) {
-            return Err(format!("model.cl_temperature = {} must be positive", s.cl_temperature));
+            return Err(GraphError::Config(format!(
+                "model.cl_temperature = {} must be positive",
+                s.cl_temperature
+            )));
         }
         if !(s.noise_eps >= 0.0 && s.noise_eps.is_finite()) {
-            return Err(format!("model.noise_eps = {} must be a finite number ≥ 0", s.noise_eps));
+            return Err(GraphError::Config(format!(
+                "model.noise_eps = {} must be a finite number ≥ 0",
+                s.noise_eps
+            )));
         }
         Ok(s)
     }
@@ -237,7 +257,7 @@ impl<B: Backend> GraphCf<B> {
         profile_dim: Option<usize>,
         seed: u64,
         device: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, GraphError> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let d = settings.dim;
         let user = param(xavier(n_users, d, &mut rng), [n_users, d], device);
@@ -245,7 +265,11 @@ impl<B: Backend> GraphCf<B> {
         let align = match (&settings.align, profile_dim) {
             (None, _) => None,
             (Some(a), Some(ds)) => Some(Align::new(a, ds, settings.output_dim(), d, &mut rng, device)),
-            (Some(_), None) => return Err("model.align is set but no profiles were given".into()),
+            (Some(_), None) => {
+                return Err(GraphError::Config(
+                    "model.align is set but no profiles were given".into(),
+                ))
+            }
         };
         Ok(GraphCf { user, item, align })
     }
@@ -414,7 +438,7 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_field() {
-        let err = |c: GraphCfConfig, b| c.resolve(b).unwrap_err();
+        let err = |c: GraphCfConfig, b| c.resolve(b).unwrap_err().to_string();
         assert!(err(
             GraphCfConfig {
                 keep_rate: Some(0.0),

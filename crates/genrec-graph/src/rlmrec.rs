@@ -15,6 +15,7 @@
 //! weight 0.1, τ 0.5, mask ratio 0.15. `weight = 0` trains the plain backbone with the same
 //! settings — the baseline the alignment gain is measured against.
 
+use crate::GraphError;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::activation::leaky_relu;
@@ -63,10 +64,12 @@ pub struct AlignSettings {
 }
 
 impl AlignConfig {
-    pub fn resolve(&self) -> Result<AlignSettings, String> {
+    pub fn resolve(&self) -> Result<AlignSettings, GraphError> {
         let con = self.method == AlignMethod::Con;
         if con && self.mask_ratio.is_some() {
-            return Err("model.align.mask_ratio: only method = \"gen\" masks nodes".into());
+            return Err(GraphError::Config(
+                "model.align.mask_ratio: only method = \"gen\" masks nodes".into(),
+            ));
         }
         let s = AlignSettings {
             method: self.method,
@@ -75,13 +78,22 @@ impl AlignConfig {
             mask_ratio: self.mask_ratio.unwrap_or(0.15),
         };
         if !(s.weight >= 0.0 && s.weight.is_finite()) {
-            return Err(format!("model.align.weight = {} must be a finite number ≥ 0", s.weight));
+            return Err(GraphError::Config(format!(
+                "model.align.weight = {} must be a finite number ≥ 0",
+                s.weight
+            )));
         }
         if !(s.temperature > 0.0 && s.temperature.is_finite()) {
-            return Err(format!("model.align.temperature = {} must be positive", s.temperature));
+            return Err(GraphError::Config(format!(
+                "model.align.temperature = {} must be positive",
+                s.temperature
+            )));
         }
         if !(s.mask_ratio > 0.0 && s.mask_ratio < 1.0) {
-            return Err(format!("model.align.mask_ratio = {} must be in (0, 1)", s.mask_ratio));
+            return Err(GraphError::Config(format!(
+                "model.align.mask_ratio = {} must be in (0, 1)",
+                s.mask_ratio
+            )));
         }
         Ok(s)
     }
@@ -105,16 +117,19 @@ impl<B: Backend> Profiles<B> {
         n_users: usize,
         n_items: usize,
         device: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, GraphError> {
         for (side, values, rows) in [("user", &user, n_users), ("item", &item, n_items)] {
             if dim == 0 || values.len() != rows * dim {
-                return Err(format!(
+                return Err(GraphError::Profiles(format!(
                     "{side} profiles: {} values are not {rows} rows of width {dim}",
                     values.len()
-                ));
+                )));
             }
             if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-                return Err(format!("{side} profiles: row {} holds a non-finite value", k / dim));
+                return Err(GraphError::Profiles(format!(
+                    "{side} profiles: row {} holds a non-finite value",
+                    k / dim
+                )));
             }
         }
         Ok(Profiles {

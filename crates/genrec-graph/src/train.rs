@@ -4,6 +4,7 @@
 //! with early stopping, best model restored, atomic checkpoints, `--resume`), and full-ranking
 //! hold-out evaluation from cached final embeddings.
 
+use crate::GraphError;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use genrec_data::{HoldOut, ItemId, UserId};
 use genrec_eval::multi::{evaluate_holdout_with, HoldOutEvalConfig, HoldOutEvaluation, HoldOutSplit, MaskMode};
@@ -57,12 +58,12 @@ pub struct NegativeSampler<'a> {
 
 impl<'a> NegativeSampler<'a> {
     /// Fails when a user has interacted with every item (there is no negative to draw).
-    pub fn new(data: &'a HoldOut) -> Result<Self, String> {
+    pub fn new(data: &'a HoldOut) -> Result<Self, GraphError> {
         if let Some(u) = data.train.iter().position(|items| items.len() >= data.n_items) {
-            return Err(format!(
+            return Err(GraphError::Data(format!(
                 "user {u} has a training interaction with all {} items: no negative item to sample",
                 data.n_items
-            ));
+            )));
         }
         Ok(NegativeSampler { data })
     }
@@ -100,16 +101,19 @@ pub struct Scorer {
 
 impl Scorer {
     /// The ranking embeddings of `model` (full adjacency, no dropout or noise).
-    pub fn new<B: Backend>(model: &GraphCf<B>, settings: &Settings, graph: &Graph<B>) -> Result<Self, String> {
+    pub fn new<B: Backend>(model: &GraphCf<B>, settings: &Settings, graph: &Graph<B>) -> Result<Self, GraphError> {
         let nodes = model.embed(settings, graph);
         let [_, dim] = nodes.dims();
         let values = nodes
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
-            .map_err(|e| format!("reading embeddings: {e:?}"))?;
+            .map_err(|e| GraphError::Config(format!("reading embeddings: {e:?}")))?;
         if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-            return Err(format!("embedding of node {} is not finite", k / dim));
+            return Err(GraphError::Config(format!(
+                "embedding of node {} is not finite",
+                k / dim
+            )));
         }
         let split = graph.n_users * dim;
         let n_items = graph.n_items;
@@ -150,9 +154,11 @@ pub fn evaluate_graph_cf<B: Backend>(
     data: &HoldOut,
     split: HoldOutSplit,
     eval: &HoldOutEvalConfig,
-) -> Result<HoldOutEvaluation, String> {
+) -> Result<HoldOutEvaluation, GraphError> {
     let scorer = Scorer::new(model, settings, graph)?;
-    evaluate_holdout_with(data, split, eval, |users| Ok(scorer.scores(users)))
+    Ok(evaluate_holdout_with(data, split, eval, |users| {
+        Ok(scorer.scores(users))
+    })?)
 }
 
 /// The settings for scoring the validation split: `mask = "train+valid"` only applies to test
@@ -174,11 +180,11 @@ pub fn train_graph_cf<B: AutodiffBackend>(
     profiles: Option<&HostProfiles>,
     device: &B::Device,
     mut run: Run,
-) -> Result<Trained<GraphCf<B::InnerBackend>>, String> {
+) -> Result<Trained<GraphCf<B::InnerBackend>>, GraphError> {
     let backbone = settings.backbone;
     let seed = run.seed;
-    train.validate(&eval.ks).map_err(|e| e.to_string())?;
-    data.validate().map_err(|e| e.to_string())?;
+    train.validate(&eval.ks)?;
+    data.validate().map_err(|e| GraphError::Data(e.to_string()))?;
     let eval = &validation_eval(eval);
     eval.validate(data.n_items, HoldOutSplit::Valid)?;
     let sampler = NegativeSampler::new(data)?;
@@ -239,9 +245,9 @@ pub fn train_graph_cf<B: AutodiffBackend>(
         examples: pairs.len(),
         loss: &loss,
         validate: &validate,
-        model_config: serde_json::to_value(settings).map_err(|e| e.to_string())?,
+        model_config: serde_json::to_value(settings).expect("graph settings are plain data"),
     };
-    train_model(model, task, train, device, run).map_err(|e| e.to_string())
+    Ok(train_model(model, task, train, device, run)?)
 }
 
 #[cfg(test)]
@@ -448,6 +454,7 @@ mod tests {
             )
             .err()
             .unwrap()
+            .to_string()
         };
         assert!(go(Some(&short)).contains("user profiles"), "{}", go(Some(&short)));
         assert!(go(None).contains("no profiles"));
@@ -459,7 +466,11 @@ mod tests {
             valid: vec![vec![], vec![0]],
             test: vec![vec![], vec![]],
         };
-        assert!(NegativeSampler::new(&full).err().unwrap().contains("user 0"));
+        assert!(NegativeSampler::new(&full)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("user 0"));
     }
 
     #[test]
