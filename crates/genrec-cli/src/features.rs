@@ -187,7 +187,7 @@ pub fn build(options: &BuildOptions) -> Result<PathBuf> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    matrix.save(&out).map_err(anyhow::Error::msg)?;
+    matrix.save(&out)?;
     let items_path = sidecar(&out, "items.txt");
     std::fs::write(&items_path, data.item_tokens.join("\n") + "\n")
         .with_context(|| format!("writing {}", items_path.display()))?;

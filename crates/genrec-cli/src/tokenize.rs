@@ -69,7 +69,7 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
     let spec: DatasetSpec = o.dataset.parse()?;
     let data = spec.load()?;
     let features = match &o.features {
-        Some(path) => Some(Matrix::load_checked(path, data.n_items(), None).map_err(anyhow::Error::msg)?),
+        Some(path) => Some(Matrix::load_checked(path, data.n_items(), None)?),
         None => None,
     };
     let BuiltIndex { index, report, codes } =

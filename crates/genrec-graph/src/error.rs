@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use genrec_eval::EvalError;
+use genrec_text::TextError;
 use genrec_train::TrainError;
 
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +11,7 @@ pub enum GraphError {
     /// Reading or writing a profile file.
     #[error("{}: {message}", path.display())]
     Io { path: PathBuf, message: String },
-    /// Profile matrices or item text that do not fit the data (the message names file and counts).
+    /// Profiles that do not fit the data.
     #[error("{0}")]
     Profiles(String),
     /// Loading SmolLM2 or generating with it.
@@ -24,6 +25,9 @@ pub enum GraphError {
     Data(String),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    /// Profile matrices or item text (the message names the file and counts).
+    #[error(transparent)]
+    Text(#[from] TextError),
     #[error(transparent)]
     Train(#[from] TrainError),
 }

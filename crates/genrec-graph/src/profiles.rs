@@ -53,8 +53,8 @@ pub fn text_profiles(items: &Matrix, data: &HoldOut) -> HostProfiles {
 /// Profiles read from a `[n_users, d]` and an `[n_items, d]` matrix (`.npy` / `.safetensors`);
 /// a wrong row count or dimension names the file and both numbers.
 pub fn file_profiles(user_file: &Path, item_file: &Path, data: &HoldOut) -> Result<HostProfiles> {
-    let user = Matrix::load_checked(user_file, data.n_users, None).map_err(GraphError::Profiles)?;
-    let item = Matrix::load_checked(item_file, data.n_items, Some(user.cols)).map_err(GraphError::Profiles)?;
+    let user = Matrix::load_checked(user_file, data.n_users, None)?;
+    let item = Matrix::load_checked(item_file, data.n_items, Some(user.cols))?;
     Ok(HostProfiles {
         dim: user.cols,
         user: user.data,
@@ -241,8 +241,8 @@ pub fn llm_profiles<B: Backend>(
     log: &mut dyn FnMut(&str),
 ) -> Result<(Vec<String>, Vec<String>)> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let template = genrec_text::default_template(dataset).map_err(GraphError::Profiles)?;
-    let (texts, _) = genrec_text::render(dataset, template).map_err(GraphError::Profiles)?;
+    let template = genrec_text::default_template(dataset)?;
+    let (texts, _) = genrec_text::render(dataset, template)?;
     let items = generate_missing::<B>(
         &dir.join("items.jsonl"),
         dataset.n_items(),

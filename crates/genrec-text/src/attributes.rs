@@ -3,6 +3,7 @@
 //! randomized range finder with subspace iteration (Halko, Martinsson & Tropp 2011). The
 //! ablation for text features, and the only content features for LastFM (which has no text).
 
+use crate::TextError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -33,14 +34,14 @@ impl Default for AttributeConfig {
 }
 
 /// Items × attributes, one row per item (all zeros for an item without attributes).
-pub fn attribute_features(dataset: &SequenceDataset, config: &AttributeConfig) -> Result<Matrix, String> {
+pub fn attribute_features(dataset: &SequenceDataset, config: &AttributeConfig) -> Result<Matrix, TextError> {
     let n_attr = dataset
         .items
         .iter()
         .flat_map(|i| i.attributes.iter())
         .max()
         .map(|&m| m as usize + 1)
-        .ok_or_else(|| format!("dataset `{}` has no item attributes", dataset.name))?;
+        .ok_or_else(|| TextError::Attributes(format!("dataset `{}` has no item attributes", dataset.name)))?;
     let n = dataset.items.len();
     let mut m = Matrix::new(n, n_attr, vec![0.0; n * n_attr]);
     for (i, item) in dataset.items.iter().enumerate() {
@@ -189,6 +190,7 @@ mod tests {
         assert!(
             attribute_features(&with_attributes(&[&[]]), &AttributeConfig::default())
                 .unwrap_err()
+                .to_string()
                 .contains("no item attributes")
         );
     }

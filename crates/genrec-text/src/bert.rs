@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p genrec -- features build amazon-p5:Beauty --kind text`
 
+use crate::TextError;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
@@ -30,38 +31,45 @@ pub struct BertConfig {
 
 impl BertConfig {
     /// Reads and validates `config.json`.
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config: BertConfig = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &std::path::Path) -> Result<Self, TextError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TextError::Encoder(format!("{}: {e}", path.display())))?;
+        let config: BertConfig =
+            serde_json::from_str(&text).map_err(|e| TextError::Encoder(format!("{}: {e}", path.display())))?;
+        config
+            .validate()
+            .map_err(|e| TextError::Encoder(format!("{}: {e}", path.display())))?;
         Ok(config)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TextError> {
         if self.hidden_size == 0 || self.num_attention_heads == 0 || self.num_hidden_layers == 0 {
-            return Err("hidden_size, num_attention_heads and num_hidden_layers must be positive".into());
-        }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
-            return Err(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
+            return Err(TextError::Encoder(
+                "hidden_size, num_attention_heads and num_hidden_layers must be positive".into(),
             ));
         }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(TextError::Encoder(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            )));
+        }
         if self.vocab_size == 0 || self.type_vocab_size == 0 {
-            return Err("vocab_size and type_vocab_size must be positive".into());
+            return Err(TextError::Encoder(
+                "vocab_size and type_vocab_size must be positive".into(),
+            ));
         }
         if self.max_position_embeddings < crate::encoder::MAX_TOKENS {
-            return Err(format!(
+            return Err(TextError::Encoder(format!(
                 "max_position_embeddings {} is below the {} tokens texts are truncated to",
                 self.max_position_embeddings,
                 crate::encoder::MAX_TOKENS
-            ));
+            )));
         }
         if self.hidden_act != "gelu" {
-            return Err(format!(
+            return Err(TextError::Encoder(format!(
                 "hidden_act `{}` is not supported (only `gelu`)",
                 self.hidden_act
-            ));
+            )));
         }
         Ok(())
     }

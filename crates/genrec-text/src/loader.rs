@@ -3,6 +3,7 @@
 //! Linear weights transposed by burn-store's `PyTorchToBurnAdapter`, LayerNorm weight/bias renamed
 //! to gamma/beta by the key map, and a check that every parameter was loaded and nothing unexpected was left over.
 
+use crate::TextError;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -42,11 +43,11 @@ pub const KEY_MAP: [(&str, &str); 9] = [
 pub const IGNORED: [&str; 3] = ["embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"];
 
 /// Reads `dir/config.json` and `dir/model.safetensors`.
-pub fn load_bert<B: Backend>(dir: &Path, device: &B::Device) -> Result<Bert<B>, String> {
+pub fn load_bert<B: Backend>(dir: &Path, device: &B::Device) -> Result<Bert<B>, TextError> {
     let config = BertConfig::load(&dir.join("config.json"))?;
     let weights = dir.join("model.safetensors");
     if !weights.exists() {
-        return Err(format!("{}: not found", weights.display()));
+        return Err(TextError::Encoder(format!("{}: not found", weights.display())));
     }
     let mut model = config.init::<B>(device);
     let mut store = SafetensorsStore::from_file(&weights)
@@ -57,7 +58,7 @@ pub fn load_bert<B: Backend>(dir: &Path, device: &B::Device) -> Result<Bert<B>, 
     }
     let result = model
         .load_from(&mut store)
-        .map_err(|e| format!("{}: {e}", weights.display()))?;
+        .map_err(|e| TextError::Encoder(format!("{}: {e}", weights.display())))?;
     let mut problems = Vec::new();
     if !result.errors.is_empty() {
         problems.push(format!("errors: {:?}", result.errors));
@@ -78,6 +79,10 @@ pub fn load_bert<B: Backend>(dir: &Path, device: &B::Device) -> Result<Bert<B>, 
     if problems.is_empty() {
         Ok(model)
     } else {
-        Err(format!("{}: {}", weights.display(), problems.join("; ")))
+        Err(TextError::Encoder(format!(
+            "{}: {}",
+            weights.display(),
+            problems.join("; ")
+        )))
     }
 }

@@ -2,6 +2,7 @@
 //! `.npy` and `.safetensors` import/export, so vectors computed elsewhere (sentence-T5, an LLM)
 //! can replace ours and ours can leave.
 
+use crate::TextError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -59,46 +60,61 @@ impl Matrix {
 
     /// Loads `.npy` (2-D, `<f4` or `<f8`, C order) or `.safetensors` (the tensor named
     /// [`TENSOR_NAME`], or the only 2-D tensor), chosen by extension.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, TextError> {
+        let bytes = std::fs::read(path).map_err(|e| TextError::File(format!("{}: {e}", path.display())))?;
         let fail = |m: String| format!("{}: {m}", path.display());
+        // The parsers' messages gain the file name.
+        let named = |e: TextError| TextError::File(fail(e.to_string()));
         match path.extension().and_then(|e| e.to_str()) {
-            Some("npy") => parse_npy(&bytes).map_err(fail),
-            Some("safetensors") => parse_safetensors(&bytes).map_err(fail),
-            _ => Err(fail("unknown format: expected a .npy or .safetensors file".into())),
+            Some("npy") => parse_npy(&bytes).map_err(named),
+            Some("safetensors") => parse_safetensors(&bytes).map_err(named),
+            _ => Err(TextError::File(fail(
+                "unknown format: expected a .npy or .safetensors file".into(),
+            ))),
         }
     }
 
     /// [`Matrix::load`], then checks the shape against what the caller needs: `rows` ids, and
     /// `cols` when given.
-    pub fn load_checked(path: &Path, rows: usize, cols: Option<usize>) -> Result<Self, String> {
+    pub fn load_checked(path: &Path, rows: usize, cols: Option<usize>) -> Result<Self, TextError> {
         let m = Self::load(path)?;
         if m.rows != rows {
-            return Err(format!(
+            return Err(TextError::File(format!(
                 "{}: {} rows, but the dataset has {rows} ids (row i must be id i)",
                 path.display(),
                 m.rows
-            ));
+            )));
         }
         if let Some(c) = cols.filter(|&c| c != m.cols) {
-            return Err(format!("{}: dimension {}, expected {c}", path.display(), m.cols));
+            return Err(TextError::File(format!(
+                "{}: dimension {}, expected {c}",
+                path.display(),
+                m.cols
+            )));
         }
         Ok(m)
     }
 
     /// Writes `.npy` or `.safetensors` (by extension) atomically.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> Result<(), TextError> {
         let bytes = match path.extension().and_then(|e| e.to_str()) {
             Some("npy") => self.npy_bytes(),
             Some("safetensors") => {
                 let raw: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                let view = TensorView::new(Dtype::F32, vec![self.rows, self.cols], &raw).map_err(|e| e.to_string())?;
+                let view = TensorView::new(Dtype::F32, vec![self.rows, self.cols], &raw)
+                    .map_err(|e| TextError::File(e.to_string()))?;
                 let tensors: HashMap<String, TensorView> = [(TENSOR_NAME.to_string(), view)].into();
-                safetensors::serialize(tensors, None).map_err(|e| format!("{}: {e}", path.display()))?
+                safetensors::serialize(tensors, None)
+                    .map_err(|e| TextError::File(format!("{}: {e}", path.display())))?
             }
-            _ => return Err(format!("{}: expected a .npy or .safetensors file name", path.display())),
+            _ => {
+                return Err(TextError::File(format!(
+                    "{}: expected a .npy or .safetensors file name",
+                    path.display()
+                )))
+            }
         };
-        genrec_data::assets::write_atomic(path, &bytes).map_err(|e| e.to_string())
+        genrec_data::assets::write_atomic(path, &bytes).map_err(|e| TextError::File(e.to_string()))
     }
 
     fn npy_bytes(&self) -> Vec<u8> {
@@ -119,9 +135,9 @@ impl Matrix {
     }
 }
 
-fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
+fn parse_npy(bytes: &[u8]) -> Result<Matrix, TextError> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err("not a .npy file (bad magic)".into());
+        return Err(TextError::File("not a .npy file (bad magic)".into()));
     }
     let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
@@ -129,51 +145,60 @@ fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
-        v => return Err(format!("unsupported .npy version {v}")),
+        v => return Err(TextError::File(format!("unsupported .npy version {v}"))),
     };
-    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or("truncated .npy header")?)
-        .map_err(|_| "the .npy header is not text")?;
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + header_len)
+            .ok_or(TextError::File("truncated .npy header".into()))?,
+    )
+    .map_err(|_| TextError::File("the .npy header is not text".into()))?;
     let field = |name: &str| -> Option<&str> {
         let at = header.find(&format!("'{name}'"))? + name.len() + 2;
         let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
         Some(rest)
     };
-    let descr = field("descr").ok_or("the .npy header has no descr")?;
+    let descr = field("descr").ok_or(TextError::File("the .npy header has no descr".into()))?;
     let width = if descr.starts_with("'<f4'") {
         4
     } else if descr.starts_with("'<f8'") {
         8
     } else {
-        return Err(format!(
+        return Err(TextError::File(format!(
             "dtype {} is not supported (little-endian float32 or float64 only)",
             descr.split(',').next().unwrap_or(descr)
-        ));
+        )));
     };
     if field("fortran_order").is_some_and(|v| v.starts_with("True")) {
-        return Err("Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into());
+        return Err(TextError::File(
+            "Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into(),
+        ));
     }
-    let shape = field("shape").ok_or("the .npy header has no shape")?;
+    let shape = field("shape").ok_or(TextError::File("the .npy header has no shape".into()))?;
     let inner = shape
         .strip_prefix('(')
         .and_then(|s| s.split_once(')'))
         .map(|(inner, _)| inner)
-        .ok_or("bad shape in the .npy header")?;
+        .ok_or(TextError::File("bad shape in the .npy header".into()))?;
     let dims: Vec<usize> = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape ({inner})")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| TextError::File(format!("bad shape ({inner})")))
+        })
         .collect::<Result<_, _>>()?;
     let [rows, cols] = dims[..] else {
-        return Err(format!("expected a 2-D array, found shape ({inner})"));
+        return Err(TextError::File(format!("expected a 2-D array, found shape ({inner})")));
     };
     let body = &bytes[start + header_len..];
     if body.len() != rows * cols * width {
-        return Err(format!(
+        return Err(TextError::File(format!(
             "shape ({rows}, {cols}) needs {} bytes of data, found {}",
             rows * cols * width,
             body.len()
-        ));
+        )));
     }
     let data = if width == 4 {
         body.chunks_exact(4)
@@ -187,8 +212,8 @@ fn parse_npy(bytes: &[u8]) -> Result<Matrix, String> {
     Ok(Matrix::new(rows, cols, data))
 }
 
-fn parse_safetensors(bytes: &[u8]) -> Result<Matrix, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+fn parse_safetensors(bytes: &[u8]) -> Result<Matrix, TextError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| TextError::File(format!("not a safetensors file: {e}")))?;
     let names = st.names();
     let name = if names.contains(&TENSOR_NAME) {
         TENSOR_NAME.to_string()
@@ -201,17 +226,20 @@ fn parse_safetensors(bytes: &[u8]) -> Result<Matrix, String> {
         match two_d[..] {
             [one] => one.to_string(),
             _ => {
-                return Err(format!(
+                return Err(TextError::File(format!(
                     "no tensor named `{TENSOR_NAME}` and {} 2-D tensors ({}): name the one to use `{TENSOR_NAME}`",
                     two_d.len(),
                     two_d.join(", ")
-                ))
+                )))
             }
         }
     };
-    let t = st.tensor(&name).map_err(|e| e.to_string())?;
+    let t = st.tensor(&name).map_err(|e| TextError::File(e.to_string()))?;
     let [rows, cols] = t.shape()[..] else {
-        return Err(format!("tensor `{name}` has shape {:?}, expected 2-D", t.shape()));
+        return Err(TextError::File(format!(
+            "tensor `{name}` has shape {:?}, expected 2-D",
+            t.shape()
+        )));
     };
     let data = match t.dtype() {
         Dtype::F32 => t
@@ -224,7 +252,11 @@ fn parse_safetensors(bytes: &[u8]) -> Result<Matrix, String> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
             .collect(),
-        other => return Err(format!("tensor `{name}` has dtype {other:?}; F32 or F64 expected")),
+        other => {
+            return Err(TextError::File(format!(
+                "tensor `{name}` has dtype {other:?}; F32 or F64 expected"
+            )))
+        }
     };
     Ok(Matrix::new(rows, cols, data))
 }
@@ -247,9 +279,13 @@ mod tests {
         let header_end = bytes.len() - 6 * 4;
         assert_eq!(header_end % 64, 0);
         assert_eq!(bytes[header_end - 1], b'\n');
-        let err = Matrix::load_checked(&dir.path().join("m.npy"), 4, None).unwrap_err();
+        let err = Matrix::load_checked(&dir.path().join("m.npy"), 4, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("3 rows, but the dataset has 4 ids"), "{err}");
-        let err = Matrix::load_checked(&dir.path().join("m.npy"), 3, Some(384)).unwrap_err();
+        let err = Matrix::load_checked(&dir.path().join("m.npy"), 3, Some(384))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("dimension 2, expected 384"), "{err}");
     }
 
@@ -275,14 +311,17 @@ mod tests {
         );
         assert!(parse_npy(&npy("<i8", "(2, 1)", &body))
             .unwrap_err()
+            .to_string()
             .contains("not supported"));
         assert!(parse_npy(&npy("<f8", "(2,)", &body))
             .unwrap_err()
+            .to_string()
             .contains("expected a 2-D array"));
         assert!(parse_npy(&npy("<f8", "(2, 1)", &body[..15]))
             .unwrap_err()
+            .to_string()
             .contains("needs 16 bytes"));
-        assert!(parse_npy(b"hello world").unwrap_err().contains("bad magic"));
+        assert!(parse_npy(b"hello world").unwrap_err().to_string().contains("bad magic"));
     }
 
     #[test]

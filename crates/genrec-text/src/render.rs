@@ -7,6 +7,7 @@
 //! title falls back to brand and categories (counted in the report). Within a kept part a missing
 //! field renders empty, and the `()` it leaves is removed.
 
+use crate::TextError;
 use genrec_data::SequenceDataset;
 
 /// Amazon P5 splits with brands (Beauty).
@@ -30,7 +31,7 @@ pub struct RenderReport {
 }
 
 /// The default template for a dataset, chosen by which item fields it has.
-pub fn default_template(dataset: &SequenceDataset) -> Result<&'static str, String> {
+pub fn default_template(dataset: &SequenceDataset) -> Result<&'static str, TextError> {
     let has = |f: &str| dataset.items.iter().any(|i| i.field(f).is_some());
     if has("title") {
         Ok(if has("brand") {
@@ -43,11 +44,11 @@ pub fn default_template(dataset: &SequenceDataset) -> Result<&'static str, Strin
     } else if has("movie_title") && has("genre") {
         Ok(ML_1M_TEMPLATE)
     } else {
-        Err(format!(
+        Err(TextError::Render(format!(
             "dataset `{}` has no item text (fields: {}); use attribute features or pass a template",
             dataset.name,
             field_names(dataset).join(", ")
-        ))
+        )))
     }
 }
 
@@ -68,7 +69,7 @@ enum Piece {
     Field(String),
 }
 
-fn parse_part(part: &str, template: &str) -> Result<Vec<Piece>, String> {
+fn parse_part(part: &str, template: &str) -> Result<Vec<Piece>, TextError> {
     let mut pieces = Vec::new();
     let mut rest = part;
     while let Some(open) = rest.find('{') {
@@ -77,16 +78,20 @@ fn parse_part(part: &str, template: &str) -> Result<Vec<Piece>, String> {
         }
         let close = rest[open..]
             .find('}')
-            .ok_or_else(|| format!("template `{template}`: `{{` without a closing `}}`"))?;
+            .ok_or_else(|| TextError::Render(format!("template `{template}`: `{{` without a closing `}}`")))?;
         let name = &rest[open + 1..open + close];
         if name.is_empty() || name.contains('{') {
-            return Err(format!("template `{template}`: bad placeholder `{{{name}}}`"));
+            return Err(TextError::Render(format!(
+                "template `{template}`: bad placeholder `{{{name}}}`"
+            )));
         }
         pieces.push(Piece::Field(name.to_string()));
         rest = &rest[open + close + 1..];
     }
     if rest.contains('}') {
-        return Err(format!("template `{template}`: `}}` without an opening `{{`"));
+        return Err(TextError::Render(format!(
+            "template `{template}`: `}}` without an opening `{{`"
+        )));
     }
     if !rest.is_empty() {
         pieces.push(Piece::Text(rest.to_string()));
@@ -96,7 +101,7 @@ fn parse_part(part: &str, template: &str) -> Result<Vec<Piece>, String> {
 
 /// Renders every item's text (row i = item i). Placeholders must name fields that at least one
 /// item has.
-pub fn render(dataset: &SequenceDataset, template: &str) -> Result<(Vec<String>, RenderReport), String> {
+pub fn render(dataset: &SequenceDataset, template: &str) -> Result<(Vec<String>, RenderReport), TextError> {
     let parts: Vec<Vec<Piece>> = template
         .split(". ")
         .map(|p| parse_part(p, template))
@@ -110,15 +115,17 @@ pub fn render(dataset: &SequenceDataset, template: &str) -> Result<(Vec<String>,
         })
         .collect();
     if fields.is_empty() {
-        return Err(format!("template `{template}` has no {{field}} placeholder"));
+        return Err(TextError::Render(format!(
+            "template `{template}` has no {{field}} placeholder"
+        )));
     }
     for f in &fields {
         if !dataset.items.iter().any(|i| i.field(f).is_some()) {
-            return Err(format!(
+            return Err(TextError::Render(format!(
                 "template `{template}`: no item of `{}` has field `{f}` (fields: {})",
                 dataset.name,
                 field_names(dataset).join(", ")
-            ));
+            )));
         }
     }
     let mut report = RenderReport {
@@ -219,10 +226,20 @@ mod tests {
         );
         assert!(render(&d, "{title}")
             .unwrap_err()
+            .to_string()
             .contains("no item of `t` has field `title`"));
-        assert!(render(&d, "{movie_title").unwrap_err().contains("without a closing"));
-        assert!(render(&d, "plain").unwrap_err().contains("no {field} placeholder"));
+        assert!(render(&d, "{movie_title")
+            .unwrap_err()
+            .to_string()
+            .contains("without a closing"));
+        assert!(render(&d, "plain")
+            .unwrap_err()
+            .to_string()
+            .contains("no {field} placeholder"));
         let none = dataset(&[&[]]);
-        assert!(default_template(&none).unwrap_err().contains("has no item text"));
+        assert!(default_template(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("has no item text"));
     }
 }
