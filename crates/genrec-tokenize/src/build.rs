@@ -264,9 +264,10 @@ fn base_codes<B: AutodiffBackend>(
     seed: u64,
 ) -> Result<Base, TokenizeError> {
     let n = data.n_items();
-    let fit = |message: String| TokenizeError::Fit {
+    // The methods' messages gain the method's name.
+    let fit = |e: TokenizeError| TokenizeError::Fit {
         method: method.name(),
-        message,
+        message: e.to_string(),
     };
     let features = || -> Result<ItemVectors, TokenizeError> {
         let m = features.ok_or(TokenizeError::MissingFeatures { method: method.name() })?;
@@ -358,55 +359,50 @@ pub fn build_index<B: AutodiffBackend>(
         epochs,
     } = base_codes::<B>(o, base_method, data, features, device, seed)?;
     let before = ItemIndex::stats_of(&sizes, &codes);
-    let method = if hybrid {
-        (sizes, codes) = simple::hybrid(&sizes, &codes).map_err(|message| TokenizeError::Fit {
-            method: "hybrid",
-            message,
-        })?;
-        format!("hybrid({})", base_method.name())
-    } else if let Some((rows, books)) = &space {
-        match o.collisions {
-            Collisions::Dedup => {
-                let (deduped, extra) = dedup_digit(&codes);
-                codes = deduped;
-                sizes.push(extra);
+    let method =
+        if hybrid {
+            (sizes, codes) = simple::hybrid(&sizes, &codes).map_err(|e| TokenizeError::Fit {
+                method: "hybrid",
+                message: e.to_string(),
+            })?;
+            format!("hybrid({})", base_method.name())
+        } else if let Some((rows, books)) = &space {
+            match o.collisions {
+                Collisions::Dedup => {
+                    let (deduped, extra) = dedup_digit(&codes);
+                    codes = deduped;
+                    sizes.push(extra);
+                }
+                Collisions::Sinkhorn => {
+                    let last = o.levels - 1;
+                    let dim = books.dim;
+                    let residuals: Vec<Vec<f32>> = (0..codes.len())
+                        .map(|i| books.residual(&rows[i * dim..(i + 1) * dim], &codes[i], last))
+                        .collect();
+                    let centroids = &books.levels[last];
+                    let cost = |i: usize, c: u32| -> f32 {
+                        let centroid = &centroids[c as usize * dim..(c as usize + 1) * dim];
+                        residuals[i].iter().zip(centroid).map(|(a, b)| (a - b) * (a - b)).sum()
+                    };
+                    let report = uniform_semantic_mapping(&mut codes, o.codes, &cost, &SinkhornConfig::default())
+                        .map_err(|e| TokenizeError::Fit {
+                            method: "sinkhorn",
+                            message: e.to_string(),
+                        })?;
+                    sinkhorn = Some(report);
+                }
+                Collisions::None => {}
             }
-            Collisions::Sinkhorn => {
-                let last = o.levels - 1;
-                let dim = books.dim;
-                let residuals: Vec<Vec<f32>> = (0..codes.len())
-                    .map(|i| books.residual(&rows[i * dim..(i + 1) * dim], &codes[i], last))
-                    .collect();
-                let centroids = &books.levels[last];
-                let cost = |i: usize, c: u32| -> f32 {
-                    let centroid = &centroids[c as usize * dim..(c as usize + 1) * dim];
-                    residuals[i].iter().zip(centroid).map(|(a, b)| (a - b) * (a - b)).sum()
-                };
-                let report = uniform_semantic_mapping(&mut codes, o.codes, &cost, &SinkhornConfig::default()).map_err(
-                    |message| TokenizeError::Fit {
-                        method: "sinkhorn",
-                        message,
-                    },
-                )?;
-                sinkhorn = Some(report);
-            }
-            Collisions::None => {}
-        }
-        format!("{}+{}", base_method.name(), o.collisions.name())
-    } else {
-        base_method.name().to_string()
-    };
+            format!("{}+{}", base_method.name(), o.collisions.name())
+        } else {
+            base_method.name().to_string()
+        };
     let fit_seconds = started.elapsed().as_secs_f64();
     let collides = ItemIndex::stats_of(&sizes, &codes).collision_rate > 0.0;
     let index = if collides {
         None
     } else {
-        Some(
-            ItemIndex::new(method.clone(), sizes, codes.clone()).map_err(|message| TokenizeError::Fit {
-                method: "index",
-                message,
-            })?,
-        )
+        Some(ItemIndex::new(method.clone(), sizes, codes.clone())?)
     };
     let report = IndexReport {
         dataset: dataset.to_string(),

@@ -21,6 +21,7 @@
 //! - When a recursion step fails to split a cluster at all, the cluster is cut into contiguous
 //!   chunks by item id (see [`cid_codes`]) instead of recursing forever.
 
+use crate::TokenizeError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -71,18 +72,30 @@ impl Default for CidConfig {
 impl CidConfig {
     /// Rejects settings under which the recursion could not split or the graph would be empty;
     /// the error names the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TokenizeError> {
         if self.n_clusters < 2 {
-            return Err(format!("cid.n_clusters = {} must be at least 2", self.n_clusters));
+            return Err(TokenizeError::Cid(format!(
+                "cid.n_clusters = {} must be at least 2",
+                self.n_clusters
+            )));
         }
         if self.max_leaf < 1 {
-            return Err(format!("cid.max_leaf = {} must be at least 1", self.max_leaf));
+            return Err(TokenizeError::Cid(format!(
+                "cid.max_leaf = {} must be at least 1",
+                self.max_leaf
+            )));
         }
         if self.window < 1 {
-            return Err(format!("cid.window = {} must be at least 1", self.window));
+            return Err(TokenizeError::Cid(format!(
+                "cid.window = {} must be at least 1",
+                self.window
+            )));
         }
         if self.iterations < 1 {
-            return Err(format!("cid.iterations = {} must be at least 1", self.iterations));
+            return Err(TokenizeError::Cid(format!(
+                "cid.iterations = {} must be at least 1",
+                self.iterations
+            )));
         }
         Ok(())
     }
@@ -321,10 +334,12 @@ fn mix(seed: u64, x: u64) -> u64 {
 /// `< max_leaf`; so a codebook of `max(n_clusters, max_leaf)` per level covers every code. Codes
 /// are distinct and prefix-free (they are paths to distinct leaves) and a function of
 /// `config.seed`. Fails on an invalid config or an item outside `0..n_items`.
-pub fn cid_codes(train: &[Vec<u32>], n_items: usize, config: &CidConfig) -> Result<Vec<Vec<u32>>, String> {
+pub fn cid_codes(train: &[Vec<u32>], n_items: usize, config: &CidConfig) -> Result<Vec<Vec<u32>>, TokenizeError> {
     config.validate()?;
     if let Some(&item) = train.iter().flatten().find(|&&item| item as usize >= n_items) {
-        return Err(format!("item {item} in the training sequences is outside 0..{n_items}"));
+        return Err(TokenizeError::Cid(format!(
+            "item {item} in the training sequences is outside 0..{n_items}"
+        )));
     }
     let graph = cooccurrence(train, n_items, config.window);
     let all: Vec<u32> = (0..n_items as u32).collect();
@@ -544,7 +559,7 @@ mod tests {
             cid_codes(&[vec![2, 0]], 3, &config).unwrap(),
             vec![vec![0], vec![1], vec![2]]
         );
-        let err = cid_codes(&[vec![3]], 3, &config).unwrap_err();
+        let err = cid_codes(&[vec![3]], 3, &config).unwrap_err().to_string();
         assert!(err.contains("item 3"), "{err}");
     }
 
@@ -582,7 +597,7 @@ mod tests {
                 "cid.iterations",
             ),
         ] {
-            let err = cid_codes(&[vec![0, 1]], 2, &config).unwrap_err();
+            let err = cid_codes(&[vec![0, 1]], 2, &config).unwrap_err().to_string();
             assert!(err.contains(field), "{err}");
         }
     }

@@ -9,6 +9,7 @@
 //!   its nearest last-level code unused within its prefix (LC-Rec's code stops at the round
 //!   limit; we finish the job so the index is always conflict-free, and report how many moved).
 
+use crate::TokenizeError;
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
@@ -144,7 +145,7 @@ pub fn uniform_semantic_mapping(
     k: usize,
     cost: &dyn Fn(usize, u32) -> f32,
     config: &SinkhornConfig,
-) -> Result<MappingReport, String> {
+) -> Result<MappingReport, TokenizeError> {
     let colliding_before = collision_groups(codes).iter().map(Vec::len).sum();
     let mut rounds = 0;
     while rounds < config.rounds {
@@ -179,10 +180,10 @@ pub fn uniform_semantic_mapping(
                 .filter(|c| !used.contains(c))
                 .min_by(|&a, &b| cost(i, a).total_cmp(&cost(i, b)).then(a.cmp(&b)))
                 .ok_or_else(|| {
-                    format!(
+                    TokenizeError::Sinkhorn(format!(
                         "more than {k} items share the prefix {prefix:?}: the last level cannot separate them; \
                          use the dedup digit or a larger last codebook"
-                    )
+                    ))
                 })?;
             *codes[i].last_mut().unwrap() = best;
             used.insert(best);
@@ -242,7 +243,9 @@ mod tests {
         assert!(collision_groups(&codes).is_empty(), "{codes:?}");
         // 9 items on one prefix cannot fit 8 codes.
         let mut crowded: Vec<Vec<u32>> = (0..9).map(|_| vec![0, 0]).collect();
-        let err = uniform_semantic_mapping(&mut crowded, 8, &cost, &SinkhornConfig::default()).unwrap_err();
+        let err = uniform_semantic_mapping(&mut crowded, 8, &cost, &SinkhornConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("more than 8 items share the prefix [0]"), "{err}");
     }
 }

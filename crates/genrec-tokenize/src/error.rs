@@ -13,6 +13,23 @@ pub enum TokenizeError {
     /// A method could not fit (too few items for the codes, bad training data, …).
     #[error("{method}: {message}")]
     Fit { method: &'static str, message: String },
+    /// Item codes that do not form an index (out of range, colliding, one a prefix of another).
+    #[error("{0}")]
+    Index(String),
+    /// Reading or writing an index file.
+    #[error("{}: {message}", path.display())]
+    File { path: std::path::PathBuf, message: String },
+    /// The methods' own checks and failures (the message names the setting or item).
+    #[error("{0}")]
+    Cid(String),
+    #[error("{0}")]
+    RqKmeans(String),
+    #[error("{0}")]
+    RqVae(String),
+    #[error("{0}")]
+    Sinkhorn(String),
+    #[error("{0}")]
+    Simple(String),
 }
 
 impl TokenizeError {

@@ -2,6 +2,7 @@
 //! decoding, statistics, and JSON save/load; plus [`TokenLayout`], the one function that maps
 //! (level, code) to a vocabulary token.
 
+use crate::TokenizeError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -45,14 +46,18 @@ impl ItemIndex {
     /// index is not conflict-free (two items with one tuple, or one tuple a prefix of another):
     /// a generative model could not tell those items apart. Use [`ItemIndex::stats_of`] to
     /// inspect a colliding assignment.
-    pub fn new(method: impl Into<String>, codebook_sizes: Vec<u32>, codes: Vec<Vec<u32>>) -> Result<Self, String> {
+    pub fn new(
+        method: impl Into<String>,
+        codebook_sizes: Vec<u32>,
+        codes: Vec<Vec<u32>>,
+    ) -> Result<Self, TokenizeError> {
         check_ranges(&codebook_sizes, &codes)?;
         let mut lookup = HashMap::with_capacity(codes.len());
         for (item, c) in codes.iter().enumerate() {
             if let Some(other) = lookup.insert(c.clone(), item as ItemId) {
-                return Err(format!(
+                return Err(TokenizeError::Index(format!(
                     "items {other} and {item} share the code {c:?}: the index has collisions"
-                ));
+                )));
             }
         }
         let trie = Trie::build(&codes)?;
@@ -137,36 +142,44 @@ impl ItemIndex {
     }
 
     /// Writes `index.json` (method, codebook sizes, codes) atomically.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        genrec_data::assets::write_atomic(path, &json).map_err(|e| e.to_string())
+    pub fn save(&self, path: &Path) -> Result<(), TokenizeError> {
+        let file = |message: String| TokenizeError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let json = serde_json::to_vec(self).map_err(|e| file(e.to_string()))?;
+        genrec_data::assets::write_atomic(path, &json).map_err(|e| file(e.to_string()))
     }
 
     /// Reads and re-validates an `index.json`.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let raw: ItemIndex = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        ItemIndex::new(raw.method, raw.codebook_sizes, raw.codes).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, TokenizeError> {
+        let file = |message: String| TokenizeError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let raw: ItemIndex = serde_json::from_str(&text).map_err(|e| file(e.to_string()))?;
+        ItemIndex::new(raw.method, raw.codebook_sizes, raw.codes).map_err(|e| file(e.to_string()))
     }
 }
 
-fn check_ranges(codebook_sizes: &[u32], codes: &[Vec<u32>]) -> Result<(), String> {
+fn check_ranges(codebook_sizes: &[u32], codes: &[Vec<u32>]) -> Result<(), TokenizeError> {
     for (item, c) in codes.iter().enumerate() {
         if c.is_empty() {
-            return Err(format!("item {item} has an empty code"));
+            return Err(TokenizeError::Index(format!("item {item} has an empty code")));
         }
         if c.len() > codebook_sizes.len() {
-            return Err(format!(
+            return Err(TokenizeError::Index(format!(
                 "item {item} has {} codes but only {} levels have a codebook size",
                 c.len(),
                 codebook_sizes.len()
-            ));
+            )));
         }
         for (l, (&code, &k)) in c.iter().zip(codebook_sizes).enumerate() {
             if code >= k {
-                return Err(format!(
+                return Err(TokenizeError::Index(format!(
                     "item {item}: code {code} at level {l} is outside its codebook of {k}"
-                ));
+                )));
             }
         }
     }
@@ -192,7 +205,7 @@ impl Trie {
 
     /// Fails if a tuple is a prefix of another (or repeated): decoding could not tell where an
     /// item ends.
-    pub fn build(codes: &[Vec<u32>]) -> Result<Self, String> {
+    pub fn build(codes: &[Vec<u32>]) -> Result<Self, TokenizeError> {
         // Sorting the tuples makes every node's children contiguous and sorted: a breadth-first
         // layout over the sorted list.
         let mut order: Vec<usize> = (0..codes.len()).collect();
@@ -200,10 +213,10 @@ impl Trie {
         for w in order.windows(2) {
             let (a, b) = (&codes[w[0]], &codes[w[1]]);
             if b.starts_with(a) {
-                return Err(format!(
+                return Err(TokenizeError::Index(format!(
                     "the code {a:?} of item {} is a prefix of (or equal to) the code {b:?} of item {}",
                     w[0], w[1]
-                ));
+                )));
             }
         }
         let mut trie = Trie {
@@ -382,12 +395,15 @@ mod tests {
     fn conflicts_and_ranges_are_rejected() {
         assert!(ItemIndex::new("t", vec![4, 4], vec![vec![1, 2], vec![1, 2]])
             .unwrap_err()
+            .to_string()
             .contains("share the code"));
         assert!(ItemIndex::new("t", vec![4, 4], vec![vec![1], vec![1, 2]])
             .unwrap_err()
+            .to_string()
             .contains("prefix"));
         assert!(ItemIndex::new("t", vec![4, 2], vec![vec![1, 2]])
             .unwrap_err()
+            .to_string()
             .contains("outside its codebook of 2"));
     }
 
@@ -406,7 +422,7 @@ mod tests {
         index.save(&path).unwrap();
         assert_eq!(ItemIndex::load(&path).unwrap(), index);
         std::fs::write(&path, r#"{"method":"t","codebook_sizes":[2],"codes":[[0],[0]]}"#).unwrap();
-        assert!(ItemIndex::load(&path).unwrap_err().contains("index.json"));
+        assert!(ItemIndex::load(&path).unwrap_err().to_string().contains("index.json"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `0..l`, so each level refines the previous ones. No network and no training loop: the fast
 //! alternative to TIGER's RQ-VAE and a baseline for it (the OneRec / GRID "RQ-KMeans" tokenizer).
 
+use crate::TokenizeError;
 use serde::Serialize;
 
 use crate::kmeans::{kmeans, nearest};
@@ -58,16 +59,27 @@ pub(crate) fn level_report(codes: &[u32], k: usize, residual_mse: f64) -> LevelR
 }
 
 /// Fits `sizes.len()` levels on `data` (`n × dim`, row-major).
-pub fn rq_kmeans(data: &[f32], dim: usize, sizes: &[usize], max_iter: usize, seed: u64) -> Result<RqFit, String> {
+pub fn rq_kmeans(
+    data: &[f32],
+    dim: usize,
+    sizes: &[usize],
+    max_iter: usize,
+    seed: u64,
+) -> Result<RqFit, TokenizeError> {
     if dim == 0 || !data.len().is_multiple_of(dim) {
-        return Err(format!("{} values do not form rows of dimension {dim}", data.len()));
+        return Err(TokenizeError::RqKmeans(format!(
+            "{} values do not form rows of dimension {dim}",
+            data.len()
+        )));
     }
     let n = data.len() / dim;
     if sizes.is_empty() {
-        return Err("at least one level is needed".into());
+        return Err(TokenizeError::RqKmeans("at least one level is needed".into()));
     }
     if let Some((l, &k)) = sizes.iter().enumerate().find(|(_, &k)| k == 0 || k > n) {
-        return Err(format!("level {l}: {k} codes for {n} items (need 1 ≤ codes ≤ items)"));
+        return Err(TokenizeError::RqKmeans(format!(
+            "level {l}: {k} codes for {n} items (need 1 ≤ codes ≤ items)"
+        )));
     }
     let mut residual = data.to_vec();
     let mut codes = vec![Vec::with_capacity(sizes.len()); n];
@@ -174,7 +186,11 @@ mod tests {
         }
         assert!(rq_kmeans(&data, 8, &[500], 5, 0)
             .unwrap_err()
+            .to_string()
             .contains("500 codes for 400 items"));
-        assert!(rq_kmeans(&data, 7, &[4], 5, 0).unwrap_err().contains("dimension 7"));
+        assert!(rq_kmeans(&data, 7, &[4], 5, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("dimension 7"));
     }
 }

@@ -17,6 +17,7 @@
 //! loss, and returns every row's codes, the codebooks and latents on the host (for Sinkhorn
 //! collision handling) and per-level usage, perplexity and reconstruction error.
 
+use crate::TokenizeError;
 use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -97,18 +98,21 @@ impl RqVaeConfig {
         hidden.into_iter().chain([self.code_dim]).collect()
     }
 
-    pub fn validate(&self, input_dim: usize) -> Result<(), String> {
+    pub fn validate(&self, input_dim: usize) -> Result<(), TokenizeError> {
         if input_dim == 0 || self.code_dim == 0 || self.levels == 0 {
-            return Err(format!(
+            return Err(TokenizeError::RqVae(format!(
                 "rqvae: input dim {input_dim}, code_dim {} and levels {} must be positive",
                 self.code_dim, self.levels
-            ));
+            )));
         }
         if self.codes < 2 {
-            return Err(format!("rqvae: codes = {} (need ≥ 2 per level)", self.codes));
+            return Err(TokenizeError::RqVae(format!(
+                "rqvae: codes = {} (need ≥ 2 per level)",
+                self.codes
+            )));
         }
         if self.hidden.as_ref().is_some_and(|h| h.contains(&0)) {
-            return Err("rqvae: hidden widths must be positive".into());
+            return Err(TokenizeError::RqVae("rqvae: hidden widths must be positive".into()));
         }
         Ok(())
     }
@@ -287,7 +291,7 @@ pub fn fit_rqvae<B: AutodiffBackend>(
     config: &RqVaeTrainConfig,
     device: &B::Device,
     progress: bool,
-) -> Result<RqVaeFit, String> {
+) -> Result<RqVaeFit, TokenizeError> {
     let mut trainer = RqVaeTrainer::<B>::new(data, dim, model_config, config, device)?;
     let bar = if progress {
         let bar = ProgressBar::new(config.epochs as u64);
@@ -343,27 +347,38 @@ impl<'a, B: AutodiffBackend> RqVaeTrainer<'a, B> {
         model_config: &RqVaeConfig,
         config: &RqVaeTrainConfig,
         device: &B::Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TokenizeError> {
         model_config.validate(dim)?;
         if !data.len().is_multiple_of(dim) {
-            return Err(format!("{} values do not form rows of dimension {dim}", data.len()));
+            return Err(TokenizeError::RqVae(format!(
+                "{} values do not form rows of dimension {dim}",
+                data.len()
+            )));
         }
         let n = data.len() / dim;
         if n < model_config.codes {
-            return Err(format!("rqvae: {n} rows for {} codes per level", model_config.codes));
+            return Err(TokenizeError::RqVae(format!(
+                "rqvae: {n} rows for {} codes per level",
+                model_config.codes
+            )));
         }
         if config.batch_size == 0 || config.epochs == 0 {
-            return Err("rqvae: batch_size and epochs must be positive".into());
+            return Err(TokenizeError::RqVae(
+                "rqvae: batch_size and epochs must be positive".into(),
+            ));
         }
         if config.init_rows > 0 && config.init_rows.min(n) < model_config.codes {
-            return Err(format!(
+            return Err(TokenizeError::RqVae(format!(
                 "rqvae: k-means initialisation on {} rows cannot fill {} codes (raise init_rows)",
                 config.init_rows.min(n),
                 model_config.codes
-            ));
+            )));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(format!("rqvae: input row {} has a non-finite value", i / dim));
+            return Err(TokenizeError::RqVae(format!(
+                "rqvae: input row {} has a non-finite value",
+                i / dim
+            )));
         }
         Ok(RqVaeTrainer {
             data,
@@ -410,7 +425,7 @@ impl<'a, B: AutodiffBackend> RqVaeTrainer<'a, B> {
 
     /// One shuffled pass over all rows (k-means initialisation first, in epoch 1), then, with
     /// `reseed`, dead codes re-seeded from current residuals.
-    pub fn epoch(&mut self, reseed: bool) -> Result<EpochReport, String> {
+    pub fn epoch(&mut self, reseed: bool) -> Result<EpochReport, TokenizeError> {
         self.epoch += 1;
         let (n, epoch) = (self.n(), self.epoch);
         let (levels, k, code_dim) = (
@@ -440,9 +455,9 @@ impl<'a, B: AutodiffBackend> RqVaeTrainer<'a, B> {
             let loss = out.reconstruction.clone() + out.codebook + out.commitment.mul_scalar(self.config.beta);
             let (loss_value, rec_value) = (scalar(&loss), scalar(&out.reconstruction));
             if !loss_value.is_finite() {
-                return Err(format!(
+                return Err(TokenizeError::RqVae(format!(
                     "rqvae: loss became {loss_value} in epoch {epoch}; lower the learning rate or check the input scale"
-                ));
+                )));
             }
             loss_sum += loss_value * batch.len() as f64;
             rec_sum += rec_value * batch.len() as f64;
@@ -636,16 +651,24 @@ mod tests {
         let device = Default::default();
         let (mc, tc) = small();
         let mut data = clustered(64, 3);
-        let e = fit_rqvae::<B>(&data, 24, &mc, &tc.clone().with_init_rows(8), &device, false).unwrap_err();
+        let e = fit_rqvae::<B>(&data, 24, &mc, &tc.clone().with_init_rows(8), &device, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("init_rows"), "{e}");
         data[30] = f32::NAN;
         let tc = tc.with_init_rows(0);
-        let e = fit_rqvae::<B>(&data, 24, &mc, &tc, &device, false).unwrap_err();
+        let e = fit_rqvae::<B>(&data, 24, &mc, &tc, &device, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 1 has a non-finite"), "{e}");
-        let e = fit_rqvae::<B>(&data[..10], 24, &mc, &tc, &device, false).unwrap_err();
+        let e = fit_rqvae::<B>(&data[..10], 24, &mc, &tc, &device, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("dimension 24"), "{e}");
         let lr = RqVaeTrainConfig::new().with_lr(1e30).with_init_rows(0).with_epochs(50);
-        let e = fit_rqvae::<B>(&clustered(64, 4), 24, &mc, &lr, &device, false).unwrap_err();
+        let e = fit_rqvae::<B>(&clustered(64, 4), 24, &mc, &lr, &device, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("loss became"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 //! SentencePiece split it, we keep one token per digit so the trie and the models treat every
 //! index alike.
 
+use crate::TokenizeError;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,9 +31,11 @@ pub fn digits(mut value: usize, base: u32, width: usize) -> Vec<u32> {
     out
 }
 
-fn numbered(numbers: &[usize], base: u32) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+fn numbered(numbers: &[usize], base: u32) -> Result<(Vec<u32>, Vec<Vec<u32>>), TokenizeError> {
     if base < 2 {
-        return Err(format!("tokenize.base = {base} must be at least 2"));
+        return Err(TokenizeError::Simple(format!(
+            "tokenize.base = {base} must be at least 2"
+        )));
     }
     let w = width(numbers.len(), base);
     Ok((vec![base; w], numbers.iter().map(|&v| digits(v, base, w)).collect()))
@@ -40,13 +43,13 @@ fn numbered(numbers: &[usize], base: u32) -> Result<(Vec<u32>, Vec<Vec<u32>>), S
 
 /// Sequential indexing: item numbers by first appearance in `train` (user by user, oldest
 /// first); items absent from training follow in id order. Returns codebook sizes and codes.
-pub fn sequential(train: &[Vec<u32>], n_items: usize, base: u32) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+pub fn sequential(train: &[Vec<u32>], n_items: usize, base: u32) -> Result<(Vec<u32>, Vec<Vec<u32>>), TokenizeError> {
     let mut number = vec![usize::MAX; n_items];
     let mut next = 0;
     for &item in train.iter().flatten() {
-        let slot = number
-            .get_mut(item as usize)
-            .ok_or_else(|| format!("item {item} in the training sequences is outside 0..{n_items}"))?;
+        let slot = number.get_mut(item as usize).ok_or_else(|| {
+            TokenizeError::Simple(format!("item {item} in the training sequences is outside 0..{n_items}"))
+        })?;
         if *slot == usize::MAX {
             *slot = next;
             next += 1;
@@ -60,7 +63,7 @@ pub fn sequential(train: &[Vec<u32>], n_items: usize, base: u32) -> Result<(Vec<
 }
 
 /// Random indexing: a seeded permutation of `0..n_items`.
-pub fn random(n_items: usize, base: u32, seed: u64) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+pub fn random(n_items: usize, base: u32, seed: u64) -> Result<(Vec<u32>, Vec<Vec<u32>>), TokenizeError> {
     let mut number: Vec<usize> = (0..n_items).collect();
     number.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     numbered(&number, base)
@@ -72,13 +75,13 @@ pub fn random(n_items: usize, base: u32, seed: u64) -> Result<(Vec<u32>, Vec<Vec
 /// the base. Tuples shorter than the deepest one (CID's leaves at different depths) are first
 /// filled with a reserved code per level (`sizes[l]`, so that level's codebook grows by one), so
 /// the item token always sits at the same level and has one token range.
-pub fn hybrid(sizes: &[u32], codes: &[Vec<u32>]) -> Result<(Vec<u32>, Vec<Vec<u32>>), String> {
+pub fn hybrid(sizes: &[u32], codes: &[Vec<u32>]) -> Result<(Vec<u32>, Vec<Vec<u32>>), TokenizeError> {
     let depth = codes.iter().map(Vec::len).max().unwrap_or(0);
     if sizes.len() < depth {
-        return Err(format!(
+        return Err(TokenizeError::Simple(format!(
             "{} codebook sizes for tuples of up to {depth} codes",
             sizes.len()
-        ));
+        )));
     }
     let mut out_sizes = sizes[..depth].to_vec();
     for (l, size) in out_sizes.iter_mut().enumerate() {
@@ -131,8 +134,14 @@ mod tests {
             ]
         );
         assert!(ItemIndex::new("sid", sizes, codes).is_ok());
-        assert!(sequential(&[vec![9]], 5, 2).unwrap_err().contains("outside 0..5"));
-        assert!(sequential(&train, 5, 1).unwrap_err().contains("tokenize.base"));
+        assert!(sequential(&[vec![9]], 5, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("outside 0..5"));
+        assert!(sequential(&train, 5, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("tokenize.base"));
     }
 
     #[test]
@@ -143,7 +152,10 @@ mod tests {
         assert_eq!(sizes, [4, 4, 3], "level 1 gains the filler code 3; 3 item tokens");
         assert_eq!(codes, [vec![1, 0, 0], vec![1, 3, 1], vec![1, 0, 2]]);
         assert!(ItemIndex::new("hybrid", sizes, codes).is_ok());
-        assert!(hybrid(&[4], &base).unwrap_err().contains("1 codebook sizes"));
+        assert!(hybrid(&[4], &base)
+            .unwrap_err()
+            .to_string()
+            .contains("1 codebook sizes"));
     }
 
     #[test]
