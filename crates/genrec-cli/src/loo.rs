@@ -25,7 +25,7 @@ pub fn run<M: LooModel>(
     log: &mut Log,
 ) -> Result<()> {
     let (data, split) = prepare_data(config, log)?;
-    config.eval.validate(split.n_items).map_err(|e| anyhow::anyhow!(e))?;
+    config.eval.validate(split.n_items)?;
     let started = Instant::now();
     let ctx = LooContext {
         dataset: &config.data.dataset,

@@ -427,7 +427,7 @@ fn real_main() -> Result<()> {
                 exclude_history,
                 ..EvalConfig::default()
             };
-            let e = evaluate_lists_file(&lists, items, &config).map_err(|e| anyhow::anyhow!(e))?;
+            let e = evaluate_lists_file(&lists, items, &config)?;
             let report = MetricsReport {
                 experiment: lists
                     .file_stem()
@@ -486,7 +486,7 @@ fn real_main() -> Result<()> {
                         resume: resume.clone(),
                     },
                 )?;
-                let report = MetricsReport::load(&dir.join("metrics.json")).map_err(|e| anyhow::anyhow!(e))?;
+                let report = MetricsReport::load(&dir.join("metrics.json"))?;
                 rows.push(Row {
                     label: dir.display().to_string(),
                     report,
@@ -510,7 +510,7 @@ fn real_main() -> Result<()> {
                 .iter()
                 .map(|r| {
                     let path = if r.is_dir() { r.join(file) } else { r.clone() };
-                    let report = MetricsReport::load(&path).map_err(|e| anyhow::anyhow!(e))?;
+                    let report = MetricsReport::load(&path)?;
                     let label = r.file_name().and_then(|s| s.to_str()).unwrap_or("run").to_string();
                     Ok(Row { label, report })
                 })
@@ -552,8 +552,8 @@ fn real_main() -> Result<()> {
                 };
                 let va = pairs.iter().map(|(x, _)| value(x)).collect::<Result<Vec<f64>>>()?;
                 let vb = pairs.iter().map(|(_, y)| value(y)).collect::<Result<Vec<f64>>>()?;
-                let t = paired_t_test(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
-                let w = wilcoxon(&va, &vb).map_err(|e| anyhow::anyhow!(e))?;
+                let t = paired_t_test(&va, &vb)?;
+                let w = wilcoxon(&va, &vb)?;
                 println!(
                     "| {m} | {:.4} | {:.4} | {:.3} | {:.4} | {:.4} | {} |",
                     mean_std(&va).0,

@@ -222,7 +222,7 @@ impl LooModel for TigerConfig {
 fn item_index(ctx: &mut LooContext) -> Result<ItemIndex> {
     let path = ctx.dir.join("index.json");
     if path.exists() {
-        let index = ItemIndex::load(&path).map_err(anyhow::Error::msg)?;
+        let index = ItemIndex::load(&path)?;
         if index.n_items() != ctx.data.n_items() {
             bail!(
                 "{}: {} items, the dataset has {}",
@@ -258,6 +258,6 @@ fn item_index(ctx: &mut LooContext) -> Result<ItemIndex> {
         "item index {}: {} levels {:?}, collisions before handling {:.4}, fit {:.1}s",
         index.method, stats.levels, stats.codebook_sizes, report.before.collision_rate, report.fit_seconds
     ));
-    index.save(&path).map_err(anyhow::Error::msg)?;
+    index.save(&path)?;
     Ok(index)
 }

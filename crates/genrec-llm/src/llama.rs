@@ -11,6 +11,7 @@
 //!
 //! `cargo test -p genrec-llm llama` (needs `genrec assets fetch smollm2`).
 
+use crate::LlmError;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{silu, softmax};
@@ -52,18 +53,23 @@ pub struct LlamaConfig {
 
 impl LlamaConfig {
     /// Checks the shape; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LlmError> {
         if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return Err(format!(
+            return Err(LlmError::Config(format!(
                 "n_heads = {} must be a positive multiple of n_kv_heads = {}",
                 self.n_heads, self.n_kv_heads
-            ));
+            )));
         }
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
-            return Err(format!("head_dim = {} must be even and positive", self.head_dim));
+            return Err(LlmError::Config(format!(
+                "head_dim = {} must be even and positive",
+                self.head_dim
+            )));
         }
         if self.vocab_size == 0 || self.d_model == 0 || self.ffn_dim == 0 || self.max_len == 0 {
-            return Err("vocab_size, d_model, ffn_dim and max_len must be positive".into());
+            return Err(LlmError::Config(
+                "vocab_size, d_model, ffn_dim and max_len must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -280,35 +286,35 @@ impl<B: Backend> Llama<B> {
         file: &GgufFile,
         rope_style: RopeStyle,
         device: &B::Device,
-    ) -> Result<(Self, LlamaConfig), String> {
+    ) -> Result<(Self, LlamaConfig), LlmError> {
         let (config, weights) = crate::loader::read_gguf(file, rope_style)?;
         Ok((Self::from_weights(&config, weights, device)?, config))
     }
 
     /// Reads a safetensors directory (see [`crate::loader::read_safetensors`]).
-    pub fn from_safetensors(dir: &std::path::Path, device: &B::Device) -> Result<(Self, LlamaConfig), String> {
+    pub fn from_safetensors(dir: &std::path::Path, device: &B::Device) -> Result<(Self, LlamaConfig), LlmError> {
         let (config, weights) = crate::loader::read_safetensors(dir)?;
         Ok((Self::from_weights(&config, weights, device)?, config))
     }
 
     /// Writes the model as `dir/model.safetensors` + `dir/config.json` (Hugging Face layout).
-    pub fn save_safetensors(&self, config: &LlamaConfig, dir: &std::path::Path) -> Result<(), String> {
+    pub fn save_safetensors(&self, config: &LlamaConfig, dir: &std::path::Path) -> Result<(), LlmError> {
         crate::loader::write_safetensors(dir, config, &self.to_weights()?)
     }
 
     /// Builds the model from host weights in Hugging Face layout.
-    pub fn from_weights(config: &LlamaConfig, w: LlamaWeights, device: &B::Device) -> Result<Self, String> {
+    pub fn from_weights(config: &LlamaConfig, w: LlamaWeights, device: &B::Device) -> Result<Self, LlmError> {
         config.validate()?;
         let c = config;
         let (d, kv, q_out, f) = (c.d_model, c.n_kv_heads * c.head_dim, c.n_heads * c.head_dim, c.ffn_dim);
         if w.blocks.len() != c.n_layers || w.embed.len() != c.vocab_size * d {
-            return Err(format!(
+            return Err(LlmError::Weights(format!(
                 "weights hold {} blocks and {} embedding values for a config of {} layers × {} × {d}",
                 w.blocks.len(),
                 w.embed.len(),
                 c.n_layers,
                 c.vocab_size
-            ));
+            )));
         }
         let blocks = w
             .blocks
@@ -343,18 +349,18 @@ impl<B: Backend> Llama<B> {
     }
 
     /// The weights back on the host, Hugging Face layout.
-    pub fn to_weights(&self) -> Result<LlamaWeights, String> {
-        let host = |t: Tensor<B, 2>| -> Result<Vec<f32>, String> {
+    pub fn to_weights(&self) -> Result<LlamaWeights, LlmError> {
+        let host = |t: Tensor<B, 2>| -> Result<Vec<f32>, LlmError> {
             t.into_data()
                 .convert::<f32>()
                 .to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))
+                .map_err(|e| LlmError::Weights(format!("{e:?}")))
         };
-        let host1 = |t: Tensor<B, 1>| -> Result<Vec<f32>, String> {
+        let host1 = |t: Tensor<B, 1>| -> Result<Vec<f32>, LlmError> {
             t.into_data()
                 .convert::<f32>()
                 .to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))
+                .map_err(|e| LlmError::Weights(format!("{e:?}")))
         };
         // Linear weights are stored `[in, out]`; the checkpoint layout is `[out, in]`.
         let out_in = |l: &Linear<B>| host(l.weight.val().transpose());
@@ -374,7 +380,7 @@ impl<B: Backend> Llama<B> {
                     down: out_in(&b.down)?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, LlmError>>()?;
         Ok(LlamaWeights {
             embed: host(self.embed.val())?,
             blocks,
@@ -481,12 +487,12 @@ impl<B: Backend> Llama<B> {
 
     /// Keeps the blocks at `indices` (strictly ascending, in range), dropping the rest: the
     /// student of layer-pruning distillation. Embedding, final norm and head are kept.
-    pub fn keep_layers(mut self, indices: &[usize]) -> Result<Self, String> {
+    pub fn keep_layers(mut self, indices: &[usize]) -> Result<Self, LlmError> {
         let n = self.blocks.len();
         if indices.is_empty() || indices.windows(2).any(|w| w[0] >= w[1]) || indices[indices.len() - 1] >= n {
-            return Err(format!(
+            return Err(LlmError::Layers(format!(
                 "layer indices {indices:?} must be non-empty, strictly ascending and below {n}"
-            ));
+            )));
         }
         let mut blocks: Vec<Option<Block<B>>> = self.blocks.into_iter().map(Some).collect();
         self.blocks = indices
@@ -497,15 +503,15 @@ impl<B: Backend> Llama<B> {
     }
 
     /// The first `n` blocks.
-    pub fn keep_first(self, n: usize) -> Result<Self, String> {
+    pub fn keep_first(self, n: usize) -> Result<Self, LlmError> {
         let indices: Vec<usize> = (0..n).collect();
         self.keep_layers(&indices)
     }
 
     /// Every `k`-th block, starting with block 0.
-    pub fn keep_every(self, k: usize) -> Result<Self, String> {
+    pub fn keep_every(self, k: usize) -> Result<Self, LlmError> {
         if k == 0 {
-            return Err("keep_every: k must be at least 1".into());
+            return Err(LlmError::Layers("keep_every: k must be at least 1".into()));
         }
         let indices: Vec<usize> = (0..self.blocks.len()).step_by(k).collect();
         self.keep_layers(&indices)
@@ -682,8 +688,9 @@ mod tests {
                 .clone()
                 .keep_layers(&[3, 3])
                 .unwrap_err()
+                .to_string()
                 .contains("strictly ascending"));
-            assert!(full.keep_layers(&[30]).unwrap_err().contains("below 30"));
+            assert!(full.keep_layers(&[30]).unwrap_err().to_string().contains("below 30"));
         }
 
         /// Expected values from `transformers` 5.23 loading the same GGUF file

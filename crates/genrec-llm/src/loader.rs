@@ -7,6 +7,7 @@
 //! holds `model.safetensors` (Hugging Face names) and `config.json` (Hugging Face `LlamaConfig`
 //! keys); loading it fails on a missing tensor, a wrong shape and on tensors it does not use.
 
+use crate::LlmError;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -81,8 +82,8 @@ fn block_shapes(c: &LlamaConfig) -> [Vec<usize>; 9] {
 /// Assembles the weights from a lookup by Hugging Face name (`get(name, shape)`).
 fn collect(
     c: &LlamaConfig,
-    mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>, String>,
-) -> Result<LlamaWeights, String> {
+    mut get: impl FnMut(&str, &[usize]) -> Result<Vec<f32>, LlmError>,
+) -> Result<LlamaWeights, LlmError> {
     let shapes = block_shapes(c);
     let mut blocks = Vec::with_capacity(c.n_layers);
     for l in 0..c.n_layers {
@@ -134,14 +135,14 @@ fn gguf_name(hf: &str) -> String {
 /// Reads the config and weights of a GGUF LLaMA checkpoint (dequantised to f32). With
 /// `SplitHalf` the q/k rows are put back in Hugging Face order; with `Interleaved` they stay in
 /// llama.cpp's order (the model then rotates interleaved pairs).
-pub fn read_gguf(file: &GgufFile, rope_style: RopeStyle) -> Result<(LlamaConfig, LlamaWeights), String> {
-    let err = |e: crate::gguf::GgufError| e.to_string();
+pub fn read_gguf(file: &GgufFile, rope_style: RopeStyle) -> Result<(LlamaConfig, LlamaWeights), LlmError> {
+    let err = LlmError::Gguf;
     let arch = file.get_str("general.architecture").map_err(err)?;
     if arch != "llama" {
-        return Err(format!(
+        return Err(LlmError::Weights(format!(
             "{}: general.architecture is `{arch}`, not llama",
             file.path().display()
-        ));
+        )));
     }
     let key = |k: &str| format!("llama.{k}");
     let d_model = file.get_usize(&key("embedding_length")).map_err(err)?;
@@ -164,16 +165,16 @@ pub fn read_gguf(file: &GgufFile, rope_style: RopeStyle) -> Result<(LlamaConfig,
     };
     config
         .validate()
-        .map_err(|e| format!("{}: {e}", file.path().display()))?;
+        .map_err(|e| LlmError::Weights(format!("{}: {e}", file.path().display())))?;
     let weights = collect(&config, |hf, shape| {
         let name = gguf_name(hf);
         let info = file.tensor(&name).map_err(err)?;
         if info.row_major_shape() != shape {
-            return Err(format!(
+            return Err(LlmError::Weights(format!(
                 "{}: tensor {name} has shape {:?}, expected {shape:?}",
                 file.path().display(),
                 info.row_major_shape()
-            ));
+            )));
         }
         let values = file.tensor_f32(&name).map_err(err)?;
         let heads = if hf.ends_with("q_proj.weight") {
@@ -214,11 +215,13 @@ fn hf_config(c: &LlamaConfig) -> serde_json::Value {
 
 /// Writes `dir/model.safetensors` and `dir/config.json` (each through a temporary file and a
 /// rename). Only Hugging Face (split-half) layout can be written.
-pub fn write_safetensors(dir: &Path, config: &LlamaConfig, weights: &LlamaWeights) -> Result<(), String> {
+pub fn write_safetensors(dir: &Path, config: &LlamaConfig, weights: &LlamaWeights) -> Result<(), LlmError> {
     if config.rope_style != RopeStyle::SplitHalf {
-        return Err("only split-half (Hugging Face layout) weights can be written as safetensors".into());
+        return Err(LlmError::Weights(
+            "only split-half (Hugging Face layout) weights can be written as safetensors".into(),
+        ));
     }
-    let io = |e: &dyn std::fmt::Display| format!("{}: {e}", dir.display());
+    let io = |e: &dyn std::fmt::Display| LlmError::Weights(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
     let shapes = block_shapes(config);
     let mut named: Vec<(String, Vec<usize>, &[f32])> = Vec::new();
@@ -256,7 +259,7 @@ pub fn write_safetensors(dir: &Path, config: &LlamaConfig, weights: &LlamaWeight
                 .map(|view| (name.clone(), view))
                 .map_err(|e| io(&e))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, LlmError>>()?;
     let tmp = dir.join("model.safetensors.tmp");
     safetensors::serialize_to_file(views, None, &tmp).map_err(|e| io(&e))?;
     std::fs::rename(&tmp, dir.join("model.safetensors")).map_err(|e| io(&e))?;
@@ -268,24 +271,26 @@ pub fn write_safetensors(dir: &Path, config: &LlamaConfig, weights: &LlamaWeight
 
 /// Reads a directory written by [`write_safetensors`] (or a Hugging Face LLaMA checkpoint in
 /// float32 with the same names).
-pub fn read_safetensors(dir: &Path) -> Result<(LlamaConfig, LlamaWeights), String> {
+pub fn read_safetensors(dir: &Path) -> Result<(LlamaConfig, LlamaWeights), LlmError> {
     let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    let field = |k: &str| -> Result<&serde_json::Value, String> {
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| LlmError::Weights(format!("{}: {e}", config_path.display())))?;
+    let j: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| LlmError::Weights(format!("{}: {e}", config_path.display())))?;
+    let field = |k: &str| -> Result<&serde_json::Value, LlmError> {
         j.get(k)
-            .ok_or_else(|| format!("{}: missing `{k}`", config_path.display()))
+            .ok_or_else(|| LlmError::Weights(format!("{}: missing `{k}`", config_path.display())))
     };
-    let usize_of = |k: &str| -> Result<usize, String> {
+    let usize_of = |k: &str| -> Result<usize, LlmError> {
         field(k)?
             .as_u64()
             .map(|v| v as usize)
-            .ok_or_else(|| format!("{}: `{k}` is not a whole number", config_path.display()))
+            .ok_or_else(|| LlmError::Weights(format!("{}: `{k}` is not a whole number", config_path.display())))
     };
-    let f64_of = |k: &str| -> Result<f64, String> {
+    let f64_of = |k: &str| -> Result<f64, LlmError> {
         field(k)?
             .as_f64()
-            .ok_or_else(|| format!("{}: `{k}` is not a number", config_path.display()))
+            .ok_or_else(|| LlmError::Weights(format!("{}: `{k}` is not a number", config_path.display())))
     };
     let d_model = usize_of("hidden_size")?;
     let n_heads = usize_of("num_attention_heads")?;
@@ -305,22 +310,22 @@ pub fn read_safetensors(dir: &Path) -> Result<(LlamaConfig, LlamaWeights), Strin
     };
     config
         .validate()
-        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        .map_err(|e| LlmError::Weights(format!("{}: {e}", config_path.display())))?;
     let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(&path).map_err(|e| LlmError::Weights(format!("{}: {e}", path.display())))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| LlmError::Weights(format!("{}: {e}", path.display())))?;
     let mut unused: BTreeSet<String> = file.names().into_iter().map(String::from).collect();
     let weights = collect(&config, |name, shape| {
         let view = file
             .tensor(name)
-            .map_err(|_| format!("{}: missing tensor {name}", path.display()))?;
+            .map_err(|_| LlmError::Weights(format!("{}: missing tensor {name}", path.display())))?;
         if view.shape() != shape || view.dtype() != Dtype::F32 {
-            return Err(format!(
+            return Err(LlmError::Weights(format!(
                 "{}: tensor {name} is {:?} {:?}, expected F32 {shape:?}",
                 path.display(),
                 view.dtype(),
                 view.shape()
-            ));
+            )));
         }
         unused.remove(name);
         Ok(view
@@ -333,12 +338,12 @@ pub fn read_safetensors(dir: &Path) -> Result<(LlamaConfig, LlamaWeights), Strin
     unused.retain(|n| !n.ends_with("rotary_emb.inv_freq"));
     if !unused.is_empty() {
         let list: Vec<&str> = unused.iter().map(String::as_str).take(5).collect();
-        return Err(format!(
+        return Err(LlmError::Weights(format!(
             "{}: {} tensors are not used by the model (first: {})",
             path.display(),
             unused.len(),
             list.join(", ")
-        ));
+        )));
     }
     Ok((config, weights))
 }

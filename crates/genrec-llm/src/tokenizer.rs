@@ -28,15 +28,16 @@
 //! ```no_run
 //! use genrec_llm::{gguf::GgufFile, tokenizer::Tokenizer};
 //!
-//! let file = GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf").map_err(|e| e.to_string())?;
+//! let file = GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
 //! let tok = Tokenizer::from_gguf(&file)?;
 //! assert_eq!(tok.encode("The capital of France is")?, [504, 3575, 282, 4649, 314]);
 //! let prompt = tok.chat_prompt(Some("Be brief."), "What is 2+2?");
 //! let ids = tok.encode(&prompt)?; // starts with <|im_start|> (id 1)
 //! assert_eq!(tok.decode(&ids)?, prompt);
-//! # Ok::<(), String>(())
+//! # Ok::<(), genrec_llm::LlmError>(())
 //! ```
 
+use crate::LlmError;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -119,44 +120,44 @@ impl Tokenizer {
     /// - `tokenizer.ggml.token_type` (optional) is not an array of integers as long as the tokens;
     /// - `tokenizer.ggml.bos_token_id` / `eos_token_id` are missing or not a valid id;
     /// - `tokenizer.ggml.add_bos_token` (optional, default false) is not a bool.
-    pub fn from_gguf(file: &GgufFile) -> Result<Self, String> {
-        let err = |e: crate::gguf::GgufError| format!("tokenizer: {e}");
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, LlmError> {
+        let err = |e: crate::gguf::GgufError| LlmError::Tokenizer(format!("tokenizer: {e}"));
 
         let model = file.get_str(KEY_MODEL).map_err(err)?;
         if model != "gpt2" {
-            return Err(format!(
+            return Err(LlmError::Tokenizer(format!(
                 "tokenizer: {KEY_MODEL} is {model:?}; only \"gpt2\" (byte-level BPE) is supported"
-            ));
+            )));
         }
         let pre = file.get_str(KEY_PRE).map_err(err)?;
         let digits_split = match pre {
             "smollm" => true,
             "gpt2" => false,
             other => {
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: {KEY_PRE} is {other:?}; supported: \"smollm\", \"gpt2\""
-                ))
+                )))
             }
         };
 
         // Vocabulary: token string -> its index in the GGUF array.
         let tokens = file.get_str_array(KEY_TOKENS).map_err(err)?;
         if tokens.is_empty() {
-            return Err(format!("tokenizer: {KEY_TOKENS} is empty"));
+            return Err(LlmError::Tokenizer(format!("tokenizer: {KEY_TOKENS} is empty")));
         }
         if u32::try_from(tokens.len()).is_err() {
-            return Err(format!(
+            return Err(LlmError::Tokenizer(format!(
                 "tokenizer: {KEY_TOKENS} has {} tokens, more than u32 ids allow",
                 tokens.len()
-            ));
+            )));
         }
         let mut vocab = Vocab::default();
         vocab.reserve(tokens.len());
         for (id, &token) in tokens.iter().enumerate() {
             if let Some(first) = vocab.insert(token.to_string(), id as u32) {
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: {KEY_TOKENS} holds {token:?} twice (ids {first} and {id})"
-                ));
+                )));
             }
         }
         // Bytes without a token: with no unknown token and no byte fallback the BPE model would
@@ -166,9 +167,9 @@ impl Tokenizer {
             *missing = !vocab.contains_key(&byte_char(b as u8).to_string());
         }
         if missing_bytes.iter().all(|&m| m) {
-            return Err(format!(
+            return Err(LlmError::Tokenizer(format!(
                 "tokenizer: {KEY_TOKENS} has none of the 256 byte-level characters: not a byte-level BPE vocabulary"
-            ));
+            )));
         }
 
         let merges: Merges = file
@@ -180,9 +181,9 @@ impl Tokenizer {
                 Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
                     Ok((a.to_string(), b.to_string()))
                 }
-                _ => Err(format!(
+                _ => Err(LlmError::Tokenizer(format!(
                     "tokenizer: {KEY_MERGES}[{i}] is {m:?}, not two tokens separated by one space"
-                )),
+                ))),
             })
             .collect::<Result<_, _>>()?;
 
@@ -191,18 +192,18 @@ impl Tokenizer {
         if file.get(KEY_TOKEN_TYPE).is_some() {
             let types = file.get_array(KEY_TOKEN_TYPE).map_err(err)?;
             if types.len() != tokens.len() {
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: {KEY_TOKEN_TYPE} has {} entries for {} tokens",
                     types.len(),
                     tokens.len()
-                ));
+                )));
             }
             for (id, v) in types.iter().enumerate() {
                 let ty = v.as_i64().ok_or_else(|| {
-                    format!(
+                    LlmError::Tokenizer(format!(
                         "tokenizer: {KEY_TOKEN_TYPE}[{id}] is {}, expected an integer",
                         v.type_name()
-                    )
+                    ))
                 })?;
                 match ty {
                     TOKEN_TYPE_CONTROL => added.push((id as u32, AddedToken::from(tokens[id], true))),
@@ -214,13 +215,13 @@ impl Tokenizer {
             }
         }
 
-        let id_key = |key: &str| -> Result<u32, String> {
+        let id_key = |key: &str| -> Result<u32, LlmError> {
             let id = file.get_u64(key).map_err(err)?;
             if id >= tokens.len() as u64 {
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: {key} is {id}, outside the vocabulary of {}",
                     tokens.len()
-                ));
+                )));
             }
             Ok(id as u32)
         };
@@ -234,7 +235,7 @@ impl Tokenizer {
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
-            .map_err(|e| format!("tokenizer: {KEY_MERGES}: {e}"))?;
+            .map_err(|e| LlmError::Tokenizer(format!("tokenizer: {KEY_MERGES}: {e}")))?;
         let byte_level = ByteLevel::new(false, true, true);
         let pre_tokenizer: PreTokenizerWrapper = if digits_split {
             Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
@@ -273,11 +274,11 @@ impl Tokenizer {
     /// Text with a character whose UTF-8 bytes include one that has no token in the vocabulary
     /// (for SmolLM2: U+0004, U+0006, U+0013, U+0014, U+0016, U+001D and U+40000–U+BFFFF), outside
     /// special/added tokens; and whatever the `tokenizers` pipeline reports (not expected).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
         let encoding = self
             .inner
             .encode(text, false)
-            .map_err(|e| format!("tokenizer: encoding failed: {e}"))?;
+            .map_err(|e| LlmError::Tokenizer(format!("tokenizer: encoding failed: {e}")))?;
         if text.bytes().any(|b| self.missing_bytes[b as usize]) {
             // Rare: check that nothing was dropped (byte-level decoding is otherwise lossless;
             // the character may be inside an added token, which is matched whole).
@@ -286,10 +287,10 @@ impl Tokenizer {
                     .chars()
                     .find(|c| c.to_string().bytes().any(|b| self.missing_bytes[b as usize]))
                     .unwrap_or_default();
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: cannot encode {c:?} (U+{:04X}): one of its UTF-8 bytes has no token in the vocabulary",
                     c as u32
-                ));
+                )));
             }
         }
         let mut ids = Vec::with_capacity(encoding.len() + usize::from(self.add_bos));
@@ -307,12 +308,12 @@ impl Tokenizer {
     /// # Errors
     ///
     /// An id outside `0..vocab_size()`.
-    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
-            return Err(format!(
+            return Err(LlmError::Tokenizer(format!(
                 "tokenizer: token id {bad} is outside the vocabulary of {}",
                 self.vocab_size
-            ));
+            )));
         }
         // Runs of ordinary tokens go through the byte-level decoder; whole tokens are written as
         // they are (the byte-level decoder would misread a name with non-ASCII characters).
@@ -329,13 +330,13 @@ impl Tokenizer {
         Ok(out)
     }
 
-    fn decode_run(&self, ids: &[u32]) -> Result<String, String> {
+    fn decode_run(&self, ids: &[u32]) -> Result<String, LlmError> {
         if ids.is_empty() {
             return Ok(String::new());
         }
         self.inner
             .decode(ids, false)
-            .map_err(|e| format!("tokenizer: decoding failed: {e}"))
+            .map_err(|e| LlmError::Tokenizer(format!("tokenizer: decoding failed: {e}")))
     }
 
     /// The id of a token, given as it is stored (byte-level alphabet: `"Ġcapital"` for
@@ -384,32 +385,34 @@ impl Tokenizer {
     ///
     /// A name that is empty, repeated in `names`, or already a token (of the GGUF vocabulary or
     /// added before); nothing is added then.
-    pub fn add_tokens(&mut self, names: &[String]) -> Result<Vec<u32>, String> {
+    pub fn add_tokens(&mut self, names: &[String]) -> Result<Vec<u32>, LlmError> {
         let mut seen = HashSet::new();
         for name in names {
             if name.is_empty() {
-                return Err("tokenizer: cannot add an empty token".to_string());
+                return Err(LlmError::Tokenizer("tokenizer: cannot add an empty token".to_string()));
             }
             if let Some(id) = self.token_id(name) {
-                return Err(format!("tokenizer: cannot add {name:?}: already token {id}"));
+                return Err(LlmError::Tokenizer(format!(
+                    "tokenizer: cannot add {name:?}: already token {id}"
+                )));
             }
             if !seen.insert(name.as_str()) {
-                return Err(format!("tokenizer: cannot add {name:?} twice"));
+                return Err(LlmError::Tokenizer(format!("tokenizer: cannot add {name:?} twice")));
             }
         }
         let first = u32::try_from(self.vocab_size)
             .ok()
             .filter(|&f| u32::try_from(names.len()).ok().and_then(|n| f.checked_add(n)).is_some())
-            .ok_or_else(|| "tokenizer: too many tokens for u32 ids".to_string())?;
+            .ok_or_else(|| LlmError::Tokenizer("tokenizer: too many tokens for u32 ids".to_string()))?;
         let tokens: Vec<AddedToken> = names.iter().map(|n| AddedToken::from(n.as_str(), true)).collect();
         self.inner.add_special_tokens(&tokens);
         let ids: Vec<u32> = (first..).take(names.len()).collect();
         for (name, &id) in names.iter().zip(&ids) {
             let got = self.inner.token_to_id(name);
             if got != Some(id) {
-                return Err(format!(
+                return Err(LlmError::Tokenizer(format!(
                     "tokenizer: added {name:?} got id {got:?}, expected {id} (ids not contiguous)"
-                ));
+                )));
             }
             self.whole.insert(id);
         }
@@ -514,7 +517,7 @@ mod tests {
         let path = dir.path().join("tiny.gguf");
         std::fs::write(&path, gguf_bytes(metadata)).unwrap();
         let file = GgufFile::open(&path).unwrap();
-        Tokenizer::from_gguf(&file)
+        Tokenizer::from_gguf(&file).map_err(|e| e.to_string())
     }
 
     /// `tiny_metadata` with one key replaced (or removed, with `None`).
@@ -558,7 +561,7 @@ mod tests {
         // Every byte has a token, so nothing is dropped: é is Ã (0xC3) + © (0xA9).
         assert_eq!(tok.encode("é").unwrap(), [id("Ã"), id("©")]);
         assert_eq!(tok.decode(&[id("Ã")]).unwrap(), "\u{FFFD}");
-        assert!(tok.decode(&[261]).unwrap_err().contains("token id 261"));
+        assert!(tok.decode(&[261]).unwrap_err().to_string().contains("token id 261"));
     }
 
     #[test]
@@ -584,7 +587,7 @@ mod tests {
         m.retain(|(k, _)| *k != KEY_TOKEN_TYPE);
         let mut tok = build(&m).unwrap();
         assert_eq!(tok.encode("ab c").unwrap().len(), 3);
-        let e = tok.encode("ab\u{4}c").unwrap_err();
+        let e = tok.encode("ab\u{4}c").unwrap_err().to_string();
         assert!(e.contains("U+0004"), "{e}");
         // Inside an added token it is fine: that is matched whole.
         tok.add_tokens(&["<\u{4}>".to_string()]).unwrap();
@@ -664,18 +667,19 @@ mod tests {
             (with(KEY_ADD_BOS, Some(Value::U32(1))), KEY_ADD_BOS, "a bool"),
         ];
         for (metadata, key, detail) in cases {
-            let e = build(&metadata).unwrap_err();
+            let e = build(&metadata).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains(detail), "{key}: {e}");
         }
         // A duplicate string, and a vocabulary missing a byte character.
         refs[4] = "ab";
-        let e = build(&with(KEY_TOKENS, Some(strings(&refs)))).unwrap_err();
+        let e = build(&with(KEY_TOKENS, Some(strings(&refs)))).unwrap_err().to_string();
         assert!(e.contains(KEY_TOKENS) && e.contains("twice"), "{e}");
         let e = build(&with(
             KEY_TOKENS,
             Some(strings(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"])),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains(KEY_TOKENS) && e.contains("none of the 256"), "{e}");
         // Without token types it still builds, with no whole-matched tokens.
         let tok = build(&with(KEY_TOKEN_TYPE, None)).unwrap();
@@ -741,8 +745,8 @@ mod tests {
             let mut expected = vec![0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xC0, 0xC1, 0xF1, 0xF2];
             expected.extend(0xF5..=0xFF);
             assert_eq!(missing, expected);
-            assert!(tok.encode("a\u{4}b").unwrap_err().contains("U+0004"));
-            assert!(tok.encode("\u{50000}").unwrap_err().contains("U+50000"));
+            assert!(tok.encode("a\u{4}b").unwrap_err().to_string().contains("U+0004"));
+            assert!(tok.encode("\u{50000}").unwrap_err().to_string().contains("U+50000"));
             assert!(tok.encode("\u{E0101}\u{F0000}\u{10FFFF}\u{7}").is_ok());
             // Every control token decodes to its name.
             for id in 0..17u32 {
