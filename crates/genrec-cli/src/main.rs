@@ -1,17 +1,7 @@
 //! `genrec`: data, evaluation, experiment runs and reports from the command line.
 //! `genrec --help` lists the commands; the README shows the first two to run.
 
-mod backend;
-mod config;
-mod experiment;
-mod features;
-mod graph_run;
-mod llm;
-mod loo;
-mod plot;
-mod registry;
-mod rundir;
-mod tokenize;
+use genrec::{backend, config, experiment, features, llm, rundir, tokenize};
 
 use std::path::PathBuf;
 
