@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{LeaveOneOut, SequenceDataset};
 use genrec_eval::{EvalConfig, Recommender};
-use genrec_generative::{train_tiger, TigerConfig};
+use genrec_generative::{check_index_config, train_tiger, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
-use genrec_tokenize::{BuiltIndex, Collisions, IndexConfig, IndexMethod, ItemIndex};
+use genrec_tokenize::{BuiltIndex, IndexConfig, ItemIndex};
 use genrec_train::{Checkpoints, CurvePoint, Run, TrainConfig, Trained};
 use serde::{Deserialize, Serialize};
 
@@ -202,9 +202,7 @@ impl LooModel for TigerConfig {
             .parse::<FeatureKind>()
             .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
         index.validate()?;
-        if index.method != IndexMethod::Hybrid && index.collisions == Collisions::None {
-            bail!("index.collisions = \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn");
-        }
+        check_index_config(&index)?;
         Ok(())
     }
 

@@ -32,26 +32,20 @@ const SPLIT_NAMES: [&str; 3] = ["train", "valid", "test"];
 
 /// How [`HoldOut::split`] cuts interactions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HoldOutConfig {
     /// Relative sizes of train : valid : test (default `[3, 1, 1]`, as RLMRec). Need not sum to 1;
     /// each must be finite and ≥ 0, and train > 0. Valid or test may be 0.
-    #[serde(default = "default_ratios")]
     pub ratios: [f64; 3],
     /// Seed of the shuffle (default 0). The same seed and the same set of interactions give the
     /// same split, whatever order the interactions came in.
-    #[serde(default)]
     pub seed: u64,
-}
-
-fn default_ratios() -> [f64; 3] {
-    [3.0, 1.0, 1.0]
 }
 
 impl Default for HoldOutConfig {
     fn default() -> Self {
         HoldOutConfig {
-            ratios: default_ratios(),
+            ratios: [3.0, 1.0, 1.0],
             seed: 0,
         }
     }

@@ -11,22 +11,15 @@ use crate::{ItemId, SequenceDataset, UserId};
 
 /// How sequences become train / validation / test cases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct SplitConfig {
     /// Keep only the last `max_history` items of every history (default 50; the Amazon recipes use 20).
-    #[serde(default = "default_max_history")]
     pub max_history: usize,
-}
-
-fn default_max_history() -> usize {
-    50
 }
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig {
-            max_history: default_max_history(),
-        }
+        SplitConfig { max_history: 50 }
     }
 }
 

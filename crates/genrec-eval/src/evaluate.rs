@@ -26,66 +26,39 @@ pub enum RankingMode {
 
 /// Evaluation settings; the `[eval]` table of an experiment TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
     /// Cut-offs K (default `[5, 10, 20]`).
-    #[serde(default = "default_ks")]
     pub ks: Vec<usize>,
     /// Remove the user's history items from the ranking (default false: repeat consumption
     /// exists). A target that is itself in the history then counts as a miss.
-    #[serde(default)]
     pub exclude_history: bool,
     /// `full` (default) or `sampled`.
-    #[serde(default = "default_ranking")]
     pub ranking: RankingMode,
     /// Negatives per user for `sampled` ranking (default 100).
-    #[serde(default = "default_negatives")]
     pub negatives: usize,
     /// Histories per call to the model (default 256).
-    #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// Bucket edges of the target's training popularity for the per-group breakdown
     /// (default `[1, 5, 20, 100]`).
-    #[serde(default = "default_pop_edges")]
     pub popularity_edges: Vec<usize>,
     /// Bucket edges of the visible history length (default `[5, 10, 20]`).
-    #[serde(default = "default_len_edges")]
     pub history_edges: Vec<usize>,
     /// Hold-out protocol only (graph CF): which of the user's own items are removed from the
     /// ranking, `train` (default) or `train+valid`; written into metrics.json.
-    #[serde(default)]
     pub mask: crate::multi::MaskMode,
-}
-
-fn default_ks() -> Vec<usize> {
-    vec![5, 10, 20]
-}
-fn default_ranking() -> RankingMode {
-    RankingMode::Full
-}
-fn default_negatives() -> usize {
-    100
-}
-fn default_batch() -> usize {
-    256
-}
-fn default_pop_edges() -> Vec<usize> {
-    vec![1, 5, 20, 100]
-}
-fn default_len_edges() -> Vec<usize> {
-    vec![5, 10, 20]
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            ks: default_ks(),
+            ks: vec![5, 10, 20],
             exclude_history: false,
-            ranking: default_ranking(),
-            negatives: default_negatives(),
-            batch_size: default_batch(),
-            popularity_edges: default_pop_edges(),
-            history_edges: default_len_edges(),
+            ranking: RankingMode::Full,
+            negatives: 100,
+            batch_size: 256,
+            popularity_edges: vec![1, 5, 20, 100],
+            history_edges: vec![5, 10, 20],
             mask: Default::default(),
         }
     }

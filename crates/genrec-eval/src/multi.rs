@@ -59,32 +59,22 @@ impl MaskMode {
 
 /// Hold-out evaluation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HoldOutEvalConfig {
     /// Cut-offs K (default `[5, 10, 20]`; RLMRec reports 20).
-    #[serde(default = "default_ks")]
     pub ks: Vec<usize>,
     /// `train` (default) or `train+valid`.
-    #[serde(default)]
     pub mask: MaskMode,
     /// Users per call to the model (default 256).
-    #[serde(default = "default_batch")]
     pub batch_size: usize,
-}
-
-fn default_ks() -> Vec<usize> {
-    vec![5, 10, 20]
-}
-fn default_batch() -> usize {
-    256
 }
 
 impl Default for HoldOutEvalConfig {
     fn default() -> Self {
         HoldOutEvalConfig {
-            ks: default_ks(),
+            ks: vec![5, 10, 20],
             mask: MaskMode::default(),
-            batch_size: default_batch(),
+            batch_size: 256,
         }
     }
 }

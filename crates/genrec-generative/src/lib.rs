@@ -13,4 +13,4 @@ pub mod tiger;
 
 pub use error::GenerativeError;
 pub use t5::{T5Config, T5};
-pub use tiger::{train_tiger, Tiger, TigerConfig};
+pub use tiger::{check_index_config, train_tiger, Tiger, TigerConfig};

@@ -25,7 +25,7 @@ use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{ItemId, LeaveOneOut};
 use genrec_decode::{beam_search, Constraint, StepDecoder};
 use genrec_eval::{evaluate, EvalConfig, Recommender};
-use genrec_tokenize::{ItemIndex, TokenLayout, Trie};
+use genrec_tokenize::{Collisions, IndexConfig, IndexMethod, ItemIndex, TokenLayout, Trie};
 use genrec_train::{train_model, Run, Task, TrainConfig, Trained, ValidationError};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -96,6 +96,18 @@ impl TigerConfig {
         }
         self.t5(&TokenLayout::new(&[1])).validate()
     }
+}
+
+/// Whether `index` can give TIGER its item IDs: trie-constrained decoding needs a conflict-free,
+/// prefix-free index, so semantic codes need their collisions handled (dedup digit or Sinkhorn).
+pub fn check_index_config(index: &IndexConfig) -> Result<(), GenerativeError> {
+    if index.method != IndexMethod::Hybrid && index.collisions == Collisions::None {
+        return Err(GenerativeError::config(
+            "index.collisions",
+            "= \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn",
+        ));
+    }
+    Ok(())
 }
 
 /// TIGER: the T5 plus the item index it generates over.

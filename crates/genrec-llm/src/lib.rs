@@ -44,6 +44,8 @@ pub mod tokenizer;
 
 pub use error::LlmError;
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};
+pub use llama::{Llama, LlamaConfig, RopeStyle};
+pub use tokenizer::Tokenizer;
 
 /// The real SmolLM2 checkpoint for tests, opened once per test binary: `None` (with a message)
 /// when it cannot be fetched outside CI; in CI (`CI` set) a missing checkpoint fails the test.
