@@ -40,10 +40,15 @@ pub fn run<M: LooModel>(
         resume: options.resume.is_some(),
         log,
     };
-    let Fitted { model, best, curves } = dispatch(options.device, FitJob { model, ctx })?;
+    let Fitted {
+        model,
+        best,
+        curves,
+        setup_seconds,
+    } = dispatch(options.device, FitJob { model, ctx })?;
     // The curves' clock continues across `--resume`, so a resumed run reports its whole training
-    // time, not just the part after the restart.
-    let train_seconds = started.elapsed().as_secs_f64();
+    // time, not just the part after the restart; an item index built first is not training.
+    let train_seconds = started.elapsed().as_secs_f64() - setup_seconds;
     let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
     if let Some((epoch, valid)) = best {
         log.line(&format!(

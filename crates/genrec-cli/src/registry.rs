@@ -141,6 +141,8 @@ pub struct Fitted {
     /// Trained models: the selected epoch and its validation value.
     pub best: Option<(usize, f64)>,
     pub curves: Vec<CurvePoint>,
+    /// Seconds spent before training proper (TIGER's item index), not counted as training time.
+    pub setup_seconds: f64,
 }
 
 impl Fitted {
@@ -149,6 +151,7 @@ impl Fitted {
             best: Some((t.best_epoch, t.best_valid)),
             curves: t.curves,
             model: Box::new(t.model),
+            setup_seconds: 0.0,
         }
     }
 }
@@ -173,6 +176,7 @@ impl LooModel for PopConfig {
             model: Box::new(pop),
             best: None,
             curves: Vec::new(),
+            setup_seconds: 0.0,
         })
     }
 }
@@ -207,10 +211,15 @@ impl LooModel for TigerConfig {
     }
 
     fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let started = std::time::Instant::now();
         let index = item_index(ctx)?;
+        let setup_seconds = started.elapsed().as_secs_f64();
         let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
         let trained = train_tiger::<B>(self, &index, train, eval, split, device, ctx.run())?;
-        Ok(Fitted::trained(trained))
+        Ok(Fitted {
+            setup_seconds,
+            ..Fitted::trained(trained)
+        })
     }
 }
 

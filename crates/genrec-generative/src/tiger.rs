@@ -312,6 +312,7 @@ impl<B: Backend> StepDecoder for T5Steps<'_, B> {
     }
 
     fn start(&mut self) -> Vec<f32> {
+        self.cache = SelfCache::new(self.model.decoder_layers());
         self.next(vec![TokenLayout::BOS as i64; self.groups], 1)
     }
 

@@ -87,6 +87,7 @@ impl<B: Backend> StepDecoder for LlamaSteps<'_, B> {
             ids.extend(std::iter::repeat_n(0i64, missing).chain(p.iter().map(|&t| t as i64)));
             positions.push((0..width).map(|j| j.saturating_sub(missing)).collect());
         }
+        self.cache = KvCache::new(self.model.n_layers());
         self.generated = 0;
         self.width = 1;
         self.next(ids, width, positions)
