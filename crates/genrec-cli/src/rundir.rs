@@ -25,7 +25,7 @@ pub struct RunOptions {
 pub fn create(out: &Path, name: &str, resume: Option<&Path>, config: &impl Serialize) -> Result<PathBuf> {
     let dir = match resume {
         Some(dir) => {
-            if !dir.join("resume/state.json").exists() {
+            if genrec_train::resume_state_dir(dir)?.is_none() {
                 bail!(
                     "{}: no resume/state.json (only runs that completed at least one epoch of training can be resumed)",
                     dir.display()

@@ -1,7 +1,7 @@
 //! Files a run keeps: the best model as safetensors (atomic), and the `resume/` state that lets
 //! `--resume` continue exactly where the last completed epoch left off.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
@@ -52,6 +52,67 @@ pub(crate) struct ResumeState {
     pub best_valid: Option<f64>,
     pub waited: usize,
     pub curves: Vec<CurvePoint>,
+}
+
+impl ResumeState {
+    /// Checks that the state can belong to a run of `examples` examples in batches of
+    /// `steps_per_epoch` steps: `order` a permutation of `0..examples`, counters consistent with
+    /// each other. A state that fails was not written by this loop (or was edited).
+    pub(crate) fn check(&self, examples: usize, steps_per_epoch: usize) -> Result<(), String> {
+        if self.order.len() != examples {
+            return Err("the saved state is for a different dataset (training-example count differs)".into());
+        }
+        let mut seen = vec![false; examples];
+        for &i in &self.order {
+            match seen.get_mut(i) {
+                Some(s) if !*s => *s = true,
+                _ => return Err(format!("`order` is not a permutation of 0..{examples} (index {i})")),
+            }
+        }
+        if self.epoch.checked_mul(steps_per_epoch) != Some(self.step) {
+            return Err(format!(
+                "`step` = {} does not match {} completed epochs of {steps_per_epoch} steps",
+                self.step, self.epoch
+            ));
+        }
+        if self.curves.len() != self.epoch || self.best_epoch > self.epoch || self.waited > self.epoch {
+            return Err(format!(
+                "counters disagree: epoch {}, {} curve points, best epoch {}, {} validations without improvement",
+                self.epoch,
+                self.curves.len(),
+                self.best_epoch,
+                self.waited
+            ));
+        }
+        self.rng_word_pos
+            .parse::<u128>()
+            .map_err(|e| format!("`rng_word_pos` = {:?}: {e}", self.rng_word_pos))?;
+        Ok(())
+    }
+}
+
+/// The directory holding `dir`'s resume state, repairing an interrupted save first: the state is
+/// written to `resume.tmp/` (its `state.json` last), then `resume/` becomes `resume.old/` and
+/// `resume.tmp/` becomes `resume/`. A crash between those two renames leaves no `resume/`; the
+/// complete `resume.tmp/` (or, failing that, `resume.old/`) is then renamed into place. `None`
+/// when the run has no saved state at all.
+pub fn resume_state_dir(dir: &Path) -> Result<Option<PathBuf>, TrainError> {
+    let target = dir.join("resume");
+    if target.join("state.json").exists() {
+        return Ok(Some(target));
+    }
+    for candidate in ["resume.tmp", "resume.old"] {
+        let from = dir.join(candidate);
+        // `resume.tmp/` counts only in the rename window, when `resume.old/` proves it was complete.
+        let complete =
+            from.join("state.json").exists() && (candidate == "resume.old" || dir.join("resume.old").exists());
+        if complete {
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::rename(&from, &target).map_err(|e| TrainError::io(&from, e))?;
+            return Ok(Some(target));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn recorder() -> BinFileRecorder<FullPrecisionSettings> {

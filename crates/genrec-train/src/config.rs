@@ -87,6 +87,7 @@ impl TrainConfig {
             ("train.epochs", self.epochs),
             ("train.batch_size", self.batch_size),
             ("train.eval_every", self.eval_every),
+            ("train.patience", self.patience),
         ] {
             if value == 0 {
                 return Err(TrainError::config(field, "must be positive"));
@@ -98,23 +99,23 @@ impl TrainConfig {
                 format!("= {} must be a positive number", self.lr),
             ));
         }
-        // Written so NaN fails too.
-        if self.eps.is_nan() || self.eps <= 0.0 {
+        // Written so NaN and infinity fail too.
+        if !self.eps.is_finite() || self.eps <= 0.0 {
             return Err(TrainError::config(
                 "train.eps",
-                format!("= {} must be positive", self.eps),
+                format!("= {} must be a positive number", self.eps),
             ));
         }
-        if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             return Err(TrainError::config(
                 "train.weight_decay",
-                format!("= {} must not be negative", self.weight_decay),
+                format!("= {} must be a number ≥ 0", self.weight_decay),
             ));
         }
-        if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
+        if !self.grad_clip.is_finite() || self.grad_clip < 0.0 {
             return Err(TrainError::config(
                 "train.grad_clip",
-                format!("= {} must not be negative", self.grad_clip),
+                format!("= {} must be a number ≥ 0 (0 = off)", self.grad_clip),
             ));
         }
         Ok(())
@@ -194,6 +195,21 @@ mod tests {
             ..TrainConfig::default()
         })
         .starts_with("train.eps = NaN"));
+        assert!(err(TrainConfig {
+            grad_clip: f64::NAN,
+            ..TrainConfig::default()
+        })
+        .starts_with("train.grad_clip = NaN"));
+        assert!(err(TrainConfig {
+            weight_decay: f64::INFINITY,
+            ..TrainConfig::default()
+        })
+        .starts_with("train.weight_decay = inf"));
+        assert!(err(TrainConfig {
+            patience: 0,
+            ..TrainConfig::default()
+        })
+        .starts_with("train.patience must be positive"));
         assert!(TrainConfig::default().validate(&ks).is_ok());
     }
 

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{recorder, save_checkpoint, save_resume, ResumeState};
+use crate::checkpoint::{recorder, resume_state_dir, save_checkpoint, save_resume, ResumeState};
 use crate::{Checkpoints, TrainConfig, TrainError, ValidationError};
 
 /// One row of curves.csv.
@@ -135,38 +135,53 @@ pub fn train_model<B: AutodiffBackend, M: AutodiffModule<B>>(
     let mut step = 0;
     let mut first_epoch = 1;
     if let (Some(dir), true) = (checkpoints.dir, checkpoints.resume) {
-        let path = dir.join("resume");
-        let err = |e: &dyn std::fmt::Display| TrainError::Resume {
-            path: path.clone(),
+        let path = resume_state_dir(dir)?.unwrap_or_else(|| dir.join("resume"));
+        let err = |file: &str, e: &dyn std::fmt::Display| TrainError::Resume {
+            path: path.join(file),
             message: e.to_string(),
         };
-        let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| err(&e))?;
-        let state: ResumeState = serde_json::from_str(&text).map_err(|e| err(&e))?;
+        let text = std::fs::read_to_string(path.join("state.json")).map_err(|e| err("state.json", &e))?;
+        let state: ResumeState = serde_json::from_str(&text).map_err(|e| err("state.json", &e))?;
         if state.model != task.model_config {
-            return Err(err(&format!(
-                "the [model] table differs from the interrupted run's ({})",
-                state.model
-            )));
-        }
-        if state.batch_size != config.batch_size {
-            return Err(err(&format!(
-                "train.batch_size = {} differs from the interrupted run's {}",
-                config.batch_size, state.batch_size
-            )));
-        }
-        if state.order.len() != task.examples {
             return Err(err(
-                &"the saved state is for a different dataset (training-example count differs)",
+                "state.json",
+                &format!("the [model] table differs from the interrupted run's ({})", state.model),
             ));
         }
+        if state.batch_size != config.batch_size {
+            return Err(err(
+                "state.json",
+                &format!(
+                    "train.batch_size = {} differs from the interrupted run's {}",
+                    config.batch_size, state.batch_size
+                ),
+            ));
+        }
+        state
+            .check(task.examples, steps_per_epoch)
+            .map_err(|e| err("state.json", &e))?;
         if path.join("best.bin").exists() {
             let inner = model.valid();
-            best = Some(inner.load_record(recorder().load(path.join("best"), device).map_err(|e| err(&e))?));
+            best = Some(
+                inner.load_record(
+                    recorder()
+                        .load(path.join("best"), device)
+                        .map_err(|e| err("best.bin", &e))?,
+                ),
+            );
         }
-        model = model.load_record(recorder().load(path.join("model"), device).map_err(|e| err(&e))?);
-        optim = optim.load_record(recorder().load(path.join("optim"), device).map_err(|e| err(&e))?);
+        model = model.load_record(
+            recorder()
+                .load(path.join("model"), device)
+                .map_err(|e| err("model.bin", &e))?,
+        );
+        optim = optim.load_record(
+            recorder()
+                .load(path.join("optim"), device)
+                .map_err(|e| err("optim.bin", &e))?,
+        );
         rng = ChaCha8Rng::from_seed(state.rng_seed);
-        rng.set_word_pos(state.rng_word_pos.parse().map_err(|e| err(&e))?);
+        rng.set_word_pos(state.rng_word_pos.parse().map_err(|e| err("state.json", &e))?);
         order = state.order;
         (best_epoch, waited, step, curves) = (state.best_epoch, state.waited, state.step, state.curves);
         best_valid = state.best_valid.unwrap_or(f64::NEG_INFINITY);

@@ -18,7 +18,7 @@ mod config;
 mod error;
 mod fit;
 
-pub use checkpoint::{save_checkpoint, Checkpoints};
+pub use checkpoint::{resume_state_dir, save_checkpoint, Checkpoints};
 pub use config::{Schedule, TrainConfig};
 pub use error::{TrainError, ValidationError};
 pub use fit::{train_model, BatchLoss, CurvePoint, Run, Task, Trained, Validate};

@@ -152,3 +152,66 @@ fn bad_runs_stop_with_a_named_cause() {
         "{err}"
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A crash between the two renames of a save leaves `resume.old/` (the previous epoch) and a
+/// complete `resume.tmp/` (the new one) but no `resume/`: resuming continues from the new one,
+/// exactly as an uninterrupted run.
+#[test]
+fn resume_recovers_from_the_rename_window() {
+    let points_of = |t: &Trained<Line<Flex>>| points(t);
+    let straight = tempfile::tempdir().unwrap();
+    let whole = fit(&config(4), with_dir(straight.path(), false), "a", None).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let d = parts.path();
+    fit(&config(2), with_dir(d, false), "a", None).unwrap();
+    copy_dir(&d.join("resume"), &d.join("epoch2"));
+    fit(&config(3), with_dir(d, true), "a", None).unwrap();
+    std::fs::rename(d.join("resume"), d.join("resume.tmp")).unwrap();
+    std::fs::rename(d.join("epoch2"), d.join("resume.old")).unwrap();
+    assert_eq!(resume_state_dir(d).unwrap(), Some(d.join("resume")));
+    assert!(!d.join("resume.tmp").exists());
+    let resumed = fit(&config(4), with_dir(d, true), "a", None).unwrap();
+    assert_eq!(points_of(&whole), points_of(&resumed));
+    // Nothing saved at all: no state to resume from.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(resume_state_dir(empty.path()).unwrap(), None);
+}
+
+/// A state that this loop cannot have written is refused, naming the file.
+#[test]
+fn resume_refuses_an_inconsistent_state() {
+    let dir = tempfile::tempdir().unwrap();
+    fit(&config(2), with_dir(dir.path(), false), "a", None).unwrap();
+    let path = dir.path().join("resume/state.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&original).unwrap();
+    state["order"][0] = state["order"][1].clone();
+    std::fs::write(&path, state.to_string()).unwrap();
+    let err = fit(&config(3), with_dir(dir.path(), true), "a", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("state.json") && err.contains("not a permutation"), "{err}");
+    let mut state: serde_json::Value = serde_json::from_str(&original).unwrap();
+    state["step"] = serde_json::json!(u64::MAX);
+    std::fs::write(&path, state.to_string()).unwrap();
+    let err = fit(&config(3), with_dir(dir.path(), true), "a", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("`step`"), "{err}");
+    std::fs::write(&path, "{ torn").unwrap();
+    let err = fit(&config(3), with_dir(dir.path(), true), "a", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("resume/state.json"), "{err}");
+}
