@@ -107,6 +107,9 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// The deepest `--set` key path accepted (`model.align.x` is 3).
+const MAX_SET_DEPTH: usize = 16;
+
 /// Applies `path.to.key=value` overrides to a parsed TOML table.
 pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
     for o in overrides {
@@ -116,6 +119,14 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
         let keys: Vec<&str> = path.trim().split('.').collect();
         if keys.iter().any(|k| k.is_empty()) {
             bail!("--set `{o}`: empty key in `{path}`");
+        }
+        // No table nests this deep; a longer path is a mistake (and would recurse unboundedly).
+        if keys.len() > MAX_SET_DEPTH {
+            bail!(
+                "--set: key path of {} levels (`{}…`): config tables nest at most {MAX_SET_DEPTH} deep",
+                keys.len(),
+                keys[..3].join(".")
+            );
         }
         let mut node = &mut *table;
         for k in &keys[..keys.len() - 1] {
@@ -389,6 +400,7 @@ mod tests {
             ("data.dataset=ml-20m", "data.dataset: unknown dataset `ml-20m`"),
             ("nonsense", "expected path.to.key=value"),
             ("name.x=1", "`name` is not a table"),
+            (&format!("{}=1", vec!["a"; 5000].join(".")), "5000 levels"),
         ] {
             let e = format!("{:#}", ExperimentConfig::load(f.path(), &[set.into()]).unwrap_err());
             assert!(e.contains(want), "{set}: {e}");

@@ -62,6 +62,12 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
         if raw.trim().is_empty() {
             continue;
         }
+        // serde would also read a JSON array as the fields in order; a line must be an object.
+        if !raw.trim_start().starts_with('{') {
+            return Err(EvalError::Lists(format!(
+                "{line}: expected a JSON object {{\"user\": …, \"target\": …, \"ranked\": […]}}"
+            )));
+        }
         let l: Line = serde_json::from_str(raw).map_err(|e| EvalError::Lists(format!("{line}: {e}")))?;
         let targets: Vec<i64> = match (l.target, l.targets) {
             (Some(t), None) => vec![t],
@@ -92,7 +98,8 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
         let ranked = l
             .ranked
             .ok_or_else(|| EvalError::Lists(format!("{line}: missing field `ranked`")))?;
-        let in_range = |id: i64| id >= 0 && n_items.is_none_or(|n| (id as usize) < n);
+        // Item ids are u32: a larger id is out of range even without --items (never truncated).
+        let in_range = |id: i64| id >= 0 && id <= ItemId::MAX as i64 && n_items.is_none_or(|n| (id as usize) < n);
         if let Some(&bad) = targets.iter().find(|&&t| !in_range(t)) {
             return Err(EvalError::Lists(format!(
                 "{line}: field `{field}`: id {bad} is out of range{}",
@@ -303,5 +310,23 @@ mod tests {
             let e = evaluate_lists(text, Some(100), &cfg).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    /// Ids beyond u32 are out of range even without `--items` (a truncated id could score a
+    /// wrong hit), and a JSON array is no record.
+    #[test]
+    fn huge_ids_and_array_lines_are_refused() {
+        let cfg = EvalConfig {
+            ks: vec![1],
+            ..EvalConfig::default()
+        };
+        let huge = (1i64 << 32) + 7;
+        let text = format!("{{\"user\": 0, \"target\": {huge}, \"ranked\": [7]}}\n");
+        let err = evaluate_lists(&text, None, &cfg).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+        let err = evaluate_lists("[0, 7, null, [7]]\n", None, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("1: expected a JSON object"), "{err}");
     }
 }

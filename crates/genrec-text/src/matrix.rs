@@ -65,13 +65,34 @@ impl Matrix {
         let fail = |m: String| format!("{}: {m}", path.display());
         // The parsers' messages gain the file name.
         let named = |e: TextError| TextError::File(fail(e.to_string()));
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("npy") => parse_npy(&bytes).map_err(named),
-            Some("safetensors") => parse_safetensors(&bytes).map_err(named),
-            _ => Err(TextError::File(fail(
-                "unknown format: expected a .npy or .safetensors file".into(),
-            ))),
+        let m = match path.extension().and_then(|e| e.to_str()) {
+            Some("npy") => parse_npy(&bytes).map_err(named)?,
+            Some("safetensors") => parse_safetensors(&bytes).map_err(named)?,
+            _ => {
+                return Err(TextError::File(fail(
+                    "unknown format: expected a .npy or .safetensors file".into(),
+                )))
+            }
+        };
+        m.check_values().map_err(named)?;
+        Ok(m)
+    }
+
+    /// Vectors are used as they are: a matrix without columns, or with a NaN / infinite value
+    /// (or an f64 beyond f32's range, which became infinite), is refused with its row and column.
+    pub fn check_values(&self) -> Result<(), TextError> {
+        if self.cols == 0 && self.rows > 0 {
+            return Err(TextError::File("the matrix has no columns".into()));
         }
+        if let Some(at) = self.data.iter().position(|v| !v.is_finite()) {
+            return Err(TextError::File(format!(
+                "row {}, column {}: {} is not a finite f32 (NaN, infinite, or beyond f32's range)",
+                at / self.cols,
+                at % self.cols,
+                self.data[at]
+            )));
+        }
+        Ok(())
     }
 
     /// [`Matrix::load`], then checks the shape against what the caller needs: `rows` ids, and
@@ -193,10 +214,15 @@ fn parse_npy(bytes: &[u8]) -> Result<Matrix, TextError> {
         return Err(TextError::File(format!("expected a 2-D array, found shape ({inner})")));
     };
     let body = &bytes[start + header_len..];
-    if body.len() != rows * cols * width {
+    // Checked: a header may claim any shape; the file's own length bounds what is allocated.
+    let needed = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| TextError::File(format!("shape ({rows}, {cols}) is too large")))?;
+    if body.len() != needed {
         return Err(TextError::File(format!(
             "shape ({rows}, {cols}) needs {} bytes of data, found {}",
-            rows * cols * width,
+            needed,
             body.len()
         )));
     }
@@ -331,5 +357,24 @@ mod tests {
         assert_eq!(nn[0].0, 1);
         assert_eq!(nn[1].0, 2);
         assert!((m.cosine(0, 3) + 1.0).abs() < 1e-6);
+    }
+
+    /// Values and shapes a file may claim but not be: named errors, no panic, no allocation.
+    #[test]
+    fn bad_values_and_impossible_shapes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nan.npy");
+        Matrix::new(2, 3, vec![0.0, 1.0, 2.0, 3.0, f32::NAN, 5.0])
+            .save(&path)
+            .unwrap();
+        let err = Matrix::load(&path).unwrap_err().to_string();
+        assert!(err.contains("nan.npy") && err.contains("row 1, column 1"), "{err}");
+        let path = dir.path().join("inf.safetensors");
+        Matrix::new(1, 2, vec![f32::INFINITY, 0.0]).save(&path).unwrap();
+        assert!(Matrix::load(&path).unwrap_err().to_string().contains("row 0, column 0"));
+        // A header whose shape overflows the byte count.
+        let huge = npy("<f4", &format!("({}, {})", usize::MAX / 2, 3), &[0u8; 8]);
+        let err = parse_npy(&huge).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 }
