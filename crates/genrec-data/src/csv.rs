@@ -43,6 +43,15 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>> {
     let mut events = Vec::new();
     for (pos, (line, l)) in rows.enumerate() {
         let f: Vec<&str> = l.split(delim).map(str::trim).collect();
+        // A header line after the first (files concatenated with their headers) would become a
+        // user named `user`.
+        if f.len() >= 2 && is_header(&f) {
+            return Err(DataError::parse(
+                path,
+                line,
+                format!("a repeated header line `{}`", f.join(",")),
+            ));
+        }
         if f.len() != width {
             return Err(DataError::parse(
                 path,
@@ -81,6 +90,12 @@ pub fn load_events(path: &Path) -> Result<Vec<Event>> {
     Ok(events)
 }
 
+/// A line naming the columns (`user`/`user_id`, then `item…`) rather than holding data.
+fn is_header(f: &[&str]) -> bool {
+    (f[0].eq_ignore_ascii_case("user") || f[0].eq_ignore_ascii_case("user_id"))
+        && f[1].to_ascii_lowercase().starts_with("item")
+}
+
 pub fn load(path: &Path) -> Result<SequenceDataset> {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("csv");
     let dataset = SequenceDataset::from_events(name, load_events(path)?);
@@ -99,6 +114,11 @@ mod tests {
         std::fs::write(&p, "user,item,timestamp\nu1,a,2\nu1,b,1\n").unwrap();
         let d = load(&p).unwrap();
         assert_eq!(d.item_tokens[d.sequences[0][0] as usize], "b");
+        // A byte-order mark and old Mac line endings read like plain text.
+        std::fs::write(&p, "\u{FEFF}u1,a\ru1,b\ru2,a\r").unwrap();
+        let d = load(&p).unwrap();
+        assert_eq!((d.n_users(), d.n_interactions()), (2, 3));
+        assert!(d.user_tokens.iter().all(|u| u.starts_with('u')), "{:?}", d.user_tokens);
         let t = dir.path().join("y.tsv");
         std::fs::write(&t, "u1\ta\nu2\tb\n").unwrap();
         assert_eq!(load(&t).unwrap().n_users(), 2);
@@ -116,6 +136,8 @@ mod tests {
             ("", "no data rows"),
             ("user,item\n", "no data rows"),
             ("a,b,c,d\n", "4 fields"),
+            ("user,item\nu,a\nuser,item\nv,b\n", "x.csv:3: a repeated header line"),
+            ("u,a\nuser_id,item_id\nv,b\n", "x.csv:2: a repeated header line"),
         ] {
             std::fs::write(&p, text).unwrap();
             let e = load(&p).unwrap_err().to_string();

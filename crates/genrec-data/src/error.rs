@@ -61,9 +61,11 @@ impl DataError {
 }
 
 /// Reads a whole text file, naming the path on failure and rejecting non-UTF-8 content clearly.
+/// The file as UTF-8 text, without a leading byte-order mark (spreadsheet exports add one; left
+/// in, it would become part of the first user id or header name).
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         DataError::format(
             path,
             format!(
@@ -71,12 +73,22 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
                 e.utf8_error().valid_up_to()
             ),
         )
+    })?;
+    Ok(match text.strip_prefix('\u{FEFF}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 
-/// Iterates `(1-based line number, line without its CR/LF)`; CRLF files read like LF files.
-pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+/// Iterates `(1-based line number, line without its line ending)`: LF and CRLF files, and files
+/// with old Mac CR-only endings (which would otherwise read as one long line).
+pub(crate) fn lines(text: &str) -> Box<dyn Iterator<Item = (usize, &str)> + '_> {
+    if !text.contains('\n') && text.contains('\r') {
+        return Box::new(text.split_terminator('\r').enumerate().map(|(i, l)| (i + 1, l)));
+    }
+    Box::new(
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l))),
+    )
 }
