@@ -30,7 +30,7 @@ use genrec_train::{Checkpoints, CurvePoint, Run};
 use crate::backend::{dispatch, BackendJob, DeviceKind};
 use crate::config::{load_filtered, presplit_dir, ExperimentConfig, ProfileSource};
 use crate::features::{BuildOptions, FeatureKind};
-use crate::rundir::{write_curves_and_plots, write_reports, Log, RunOptions};
+use crate::rundir::{train_seconds, write_curves_and_plots, write_reports, Log, RunOptions};
 
 /// The hold-out of the experiment's dataset, and the dataset itself when it was loaded whole
 /// (item text for profiles comes from it).
@@ -220,11 +220,7 @@ impl BackendJob for GraphJob<'_> {
         };
         let run = Run::new(c.seed, checkpoints, |m: &str| log.line(m));
         let trained = train_graph_cf::<B>(&settings, &c.train, &eval, self.data, self.profiles, &device, run)?;
-        let train_seconds = started.elapsed().as_secs_f64();
-        let train_seconds = trained
-            .curves
-            .last()
-            .map_or(train_seconds, |p| p.seconds.max(train_seconds));
+        let train_seconds = train_seconds(started.elapsed().as_secs_f64(), &trained.curves);
         log.line(&format!(
             "best epoch {} (valid {} {:.4})",
             trained.best_epoch, c.train.metric, trained.best_valid

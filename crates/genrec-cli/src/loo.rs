@@ -13,7 +13,7 @@ use genrec_eval::{evaluate, Evaluation};
 use crate::backend::{dispatch, BackendJob};
 use crate::config::{prepare_data, ExperimentConfig};
 use crate::registry::{Fitted, LooContext, LooModel};
-use crate::rundir::{write_curves_and_plots, write_reports, Log, RunOptions};
+use crate::rundir::{train_seconds, write_curves_and_plots, write_reports, Log, RunOptions};
 
 /// Fits `model` (kind `kind`) as `config` says into `dir`, evaluates it and writes the reports.
 pub fn run<M: LooModel>(
@@ -46,10 +46,8 @@ pub fn run<M: LooModel>(
         curves,
         setup_seconds,
     } = dispatch(options.device, FitJob { model, ctx })?;
-    // The curves' clock continues across `--resume`, so a resumed run reports its whole training
-    // time, not just the part after the restart; an item index built first is not training.
-    let train_seconds = started.elapsed().as_secs_f64() - setup_seconds;
-    let train_seconds = curves.last().map_or(train_seconds, |p| p.seconds.max(train_seconds));
+    // An item index built first is not training.
+    let train_seconds = train_seconds(started.elapsed().as_secs_f64() - setup_seconds, &curves);
     if let Some((epoch, valid)) = best {
         log.line(&format!(
             "best epoch {epoch} (valid {} {valid:.4})",

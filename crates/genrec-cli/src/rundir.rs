@@ -110,6 +110,12 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// A run's training time: the curves' clock continues across `--resume`, so a resumed run reports
+/// its whole training time (the last curve point), not just the `elapsed` part after the restart.
+pub fn train_seconds(elapsed: f64, curves: &[CurvePoint]) -> f64 {
+    curves.last().map_or(elapsed, |p| p.seconds.max(elapsed))
+}
+
 /// curves.csv, loss.svg and valid.svg of a trained model (nothing for an untrained one).
 pub fn write_curves_and_plots(dir: &Path, curves: &[CurvePoint], metric: &str) -> Result<()> {
     if curves.is_empty() {

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use genrec_decode::{beam_search, greedy, Constraint, Hypothesis, StepDecoder};
+use genrec_decode::{beam_search, Constraint, Hypothesis, StepDecoder};
 
 use crate::llama::{KvCache, Llama};
 
@@ -170,22 +170,11 @@ impl<B: Backend> Llama<B> {
     /// [`generate_greedy`](Self::generate_greedy) on each prompt alone. A row stops at `stop`
     /// (not included) or after `max_new` tokens.
     pub fn generate_greedy_batch(&self, prompts: &[Vec<u32>], max_new: usize, stop: Option<u32>) -> Vec<Vec<u32>> {
+        // Greedy decoding is a beam of one.
         let free = Constraint::Free { stop, max_len: max_new };
-        let kept: Vec<Vec<u32>> = prompts.iter().filter(|p| !p.is_empty()).cloned().collect();
-        let mut found = if kept.is_empty() {
-            Vec::new()
-        } else {
-            greedy(&mut LlamaSteps::new(self, &kept), &vec![free; kept.len()])
-        }
-        .into_iter();
-        prompts
-            .iter()
-            .map(|p| {
-                if p.is_empty() {
-                    return Vec::new();
-                }
-                found.next().flatten().map(|h| h.tokens).unwrap_or_default()
-            })
+        self.generate_beams(prompts, &vec![free; prompts.len()], 1)
+            .into_iter()
+            .map(|mut found| found.pop().map(|h| h.tokens).unwrap_or_default())
             .collect()
     }
 

@@ -93,30 +93,25 @@ impl TrainConfig {
                 return Err(TrainError::config(field, "must be positive"));
             }
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(TrainError::config(
-                "train.lr",
-                format!("= {} must be a positive number", self.lr),
-            ));
-        }
         // Written so NaN and infinity fail too.
-        if !self.eps.is_finite() || self.eps <= 0.0 {
-            return Err(TrainError::config(
-                "train.eps",
-                format!("= {} must be a positive number", self.eps),
-            ));
+        for (field, value) in [("train.lr", self.lr), ("train.eps", self.eps)] {
+            if !value.is_finite() || value <= 0.0 {
+                return Err(TrainError::config(
+                    field,
+                    format!("= {value} must be a positive number"),
+                ));
+            }
         }
-        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
-            return Err(TrainError::config(
-                "train.weight_decay",
-                format!("= {} must be a number ≥ 0", self.weight_decay),
-            ));
-        }
-        if !self.grad_clip.is_finite() || self.grad_clip < 0.0 {
-            return Err(TrainError::config(
-                "train.grad_clip",
-                format!("= {} must be a number ≥ 0 (0 = off)", self.grad_clip),
-            ));
+        for (field, value, note) in [
+            ("train.weight_decay", self.weight_decay, ""),
+            ("train.grad_clip", self.grad_clip, " (0 = off)"),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(TrainError::config(
+                    field,
+                    format!("= {value} must be a number ≥ 0{note}"),
+                ));
+            }
         }
         Ok(())
     }
