@@ -72,7 +72,7 @@ enum Command {
     Tokenize {
         dataset: String,
         /// rqvae (TIGER's RQ-VAE on item vectors), rqkmeans (residual k-means on item vectors),
-        /// cid (spectral clustering of co-occurrence), sid (sequential: first appearance), random,
+        /// opq (RPG: PCA + OPQ + PQ on item vectors, unordered digits), cid (spectral clustering of co-occurrence), sid (sequential: first appearance), random,
         /// hybrid (--hybrid-base plus one independent token per item).
         #[arg(long, default_value = "rqkmeans")]
         method: String,
@@ -102,6 +102,17 @@ enum Command {
         /// rqvae: training epochs (batch 1024, Adam 1e-3).
         #[arg(long, default_value_t = 200)]
         epochs: usize,
+        /// opq: sub-spaces = unordered digits per item (must divide the PCA / vector dimension).
+        #[arg(long, default_value_t = 32)]
+        pq_subspaces: usize,
+        /// opq: PCA to this many dimensions first (0 = no PCA), and whether to whiten.
+        #[arg(long, default_value_t = 0)]
+        pca_dim: usize,
+        #[arg(long)]
+        whiten: bool,
+        /// opq: rotation iterations (0 = plain PQ).
+        #[arg(long, default_value_t = 20)]
+        opq_iterations: usize,
         /// rqvae backend: flex, ndarray, wgpu or cuda (among those compiled in).
         #[arg(long)]
         device: Option<String>,
@@ -380,6 +391,10 @@ fn real_main() -> Result<()> {
             n_clusters,
             max_leaf,
             epochs,
+            pq_subspaces,
+            pca_dim,
+            whiten,
+            opq_iterations,
             device,
             out,
             seed,
@@ -398,6 +413,10 @@ fn real_main() -> Result<()> {
                     n_clusters,
                     max_leaf,
                     epochs,
+                    pq_subspaces,
+                    pca_dim,
+                    whiten,
+                    opq_iterations,
                 },
                 features,
                 device,

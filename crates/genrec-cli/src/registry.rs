@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{LeaveOneOut, SequenceDataset};
 use genrec_eval::{EvalConfig, Recommender};
-use genrec_generative::{check_index_config, train_tiger, TigerConfig};
+use genrec_generative::{check_index_config, train_rpg, train_tiger, RpgConfig, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
-use genrec_tokenize::{BuiltIndex, IndexConfig, ItemIndex};
+use genrec_tokenize::{BuiltIndex, IndexConfig, IndexMethod, ItemIndex};
 use genrec_train::{Checkpoints, CurvePoint, Run, TrainConfig, Trained};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,8 @@ pub enum ModelConfig {
     Sasrec(SasRecConfig),
     /// TIGER: T5 encoder–decoder over the `[index]` code tuples, trie-constrained beam search.
     Tiger(TigerConfig),
+    /// RPG: a causal decoder predicting all `[index]` OPQ digits in parallel; exact or graph decoding.
+    Rpg(RpgConfig),
     /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
     Lightgcn(GraphCfConfig),
     /// GCCF (concatenated layers).
@@ -62,6 +64,7 @@ impl ModelConfig {
             ModelConfig::Pop(m) => v.leave_one_out("pop", m),
             ModelConfig::Sasrec(m) => v.leave_one_out("sasrec", m),
             ModelConfig::Tiger(m) => v.leave_one_out("tiger", m),
+            ModelConfig::Rpg(m) => v.leave_one_out("rpg", m),
             ModelConfig::Lightgcn(m) => v.hold_out("lightgcn", Backbone::LightGcn, m),
             ModelConfig::Gccf(m) => v.hold_out("gccf", Backbone::Gccf, m),
             ModelConfig::Sgl(m) => v.hold_out("sgl", Backbone::Sgl, m),
@@ -223,6 +226,39 @@ impl LooModel for TigerConfig {
     }
 }
 
+impl LooModel for RpgConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
+        self.validate(max_k)?;
+        checks.train.validate(&checks.eval.ks)?;
+        let index = checks.index.cloned().unwrap_or_default();
+        if index.method != IndexMethod::Opq {
+            bail!(
+                "index.method = \"{}\": RPG predicts unordered digits in parallel, set index.method = \"opq\"",
+                index.method.name()
+            );
+        }
+        index
+            .features
+            .parse::<FeatureKind>()
+            .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
+        index.validate()?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let started = std::time::Instant::now();
+        let index = item_index(ctx)?;
+        let setup_seconds = started.elapsed().as_secs_f64();
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        let trained = train_rpg::<B>(self, &index, train, eval, split, device, ctx.run())?;
+        Ok(Fitted {
+            setup_seconds,
+            ..Fitted::trained(trained)
+        })
+    }
+}
+
 /// Builds the `[index]` of the prepared dataset (item ids as the split numbers them) and writes
 /// `index.json`, `index_stats.json` and the per-level usage plots into the run directory. On
 /// `--resume` the saved index.json is reused, so the model keeps the codes it was trained on.
@@ -261,9 +297,14 @@ fn item_index(ctx: &mut LooContext) -> Result<ItemIndex> {
     write_usage_plots(ctx.dir, &codes)?;
     let index = index.context("the item index has collisions: set index.collisions to dedup or sinkhorn")?;
     let stats = index.stats();
+    let collisions = match &report.opq {
+        // OPQ separates colliding items itself (its `before` is after that).
+        Some(opq) => format!("{} items separated from a colliding one", opq.separated),
+        None => format!("collisions before handling {:.4}", report.before.collision_rate),
+    };
     ctx.log.line(&format!(
-        "item index {}: {} levels {:?}, collisions before handling {:.4}, fit {:.1}s",
-        index.method, stats.levels, stats.codebook_sizes, report.before.collision_rate, report.fit_seconds
+        "item index {}: {} levels {:?}, {collisions}, fit {:.1}s",
+        index.method, stats.levels, stats.codebook_sizes, report.fit_seconds
     ));
     index.save(&path)?;
     Ok(index)

@@ -616,6 +616,60 @@ fn tiger_trains_end_to_end_over_its_own_index() {
     assert!(fails(&["run", c, "--set", "index.features=bogus"]).contains("index.features"));
 }
 
+#[test]
+fn rpg_trains_end_to_end_over_opq_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("rpg.toml");
+    std::fs::write(
+        &config,
+        "name = \"rpg-e2e\"\n[data]\ndataset = \"synthetic:users=150,items=40\"\nmax_history = 10\n\
+         [index]\nmethod = \"opq\"\nfeatures = \"attributes\"\npq_subspaces = 4\ncodes = 8\npca_dim = 8\nwhiten = true\nopq_iterations = 3\n\
+         [model]\nkind = \"rpg\"\nd_model = 16\nn_layers = 1\nn_heads = 2\nd_ff = 32\ntemperature = 0.1\n\
+         [train]\nepochs = 2\nbatch_size = 64\nlr = 0.005\neval_every = 1\n[eval]\nks = [5, 10]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = tmp.path().join("runs");
+    let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["model"], "rpg");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["unordered"], true);
+    assert_eq!(index["method"], "opq4x8");
+    // Graph decoding of the same run's settings: lists, never an invalid id.
+    let dir = run_dir(&ok(&[
+        "run",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "model.decode=\"graph\"",
+        "--set",
+        "model.n_edges=10",
+    ]));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["invalid@10"], 0.0, "{metrics}");
+    // Named errors before any training (the digit count needs the vectors' dimension, the edge
+    // count the item count: those two come after the index is built).
+    let o = out.to_str().unwrap();
+    let fails_with = |set: &[&str]| {
+        let mut args = vec!["run", c, "--out", o];
+        set.iter().for_each(|s| args.extend(["--set", *s]));
+        fails(&args)
+    };
+    assert!(fails_with(&["index.method=\"rqvae\""]).contains("set index.method = \"opq\""));
+    assert!(fails_with(&["index.pq_subspaces=3"]).contains("index.pq_subspaces = 3 does not divide"));
+    let edges = fails_with(&["model.decode=\"graph\"", "model.n_edges=40"]);
+    assert!(
+        edges.contains("model.n_edges = 40 must be below the number of items"),
+        "{edges}"
+    );
+    assert!(fails_with(&["model.decode=\"graph\"", "model.beams=5"]).contains("model.beams = 5"));
+}
+
 /// Graph CF under the hold-out protocol: a pre-split directory and a seeded ratio split of a
 /// synthetic dataset, LightGCN and SimGCL, RLMRec-Con with profiles from files, and the errors
 /// a user meets first.

@@ -1,10 +1,14 @@
 //! Small building blocks shared by the models of every crate.
 
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
+
+use crate::gelu;
 
 /// Inverted dropout with the mask drawn on the host from the training loop's seeded RNG. Burn
 /// 0.21's Flex backend draws each Bernoulli sample through a generic distribution sampler (~13 ns
@@ -53,6 +57,79 @@ pub fn init_seeded<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, buil
     }
     model.visit(&mut Materialise);
     model
+}
+
+/// One pre-norm causal-decoder block (SASRec's and RPG's GPT-2-style decoder):
+/// `x + Drop_r(Attn(LN(x)))`, then `x + Drop_r(FFN(LN(x)))` with a GELU feed-forward of width
+/// `d_ff`; attention weights dropped with `attn_p`, the residual branches and the feed-forward's
+/// hidden layer with `resid_p` (SASRec uses one `p` for all; GPT-2 0.5 / 0 in RPG).
+#[derive(Module, Debug)]
+pub struct DecoderBlock<B: Backend> {
+    norm_attn: LayerNorm<B>,
+    query: Linear<B>,
+    key: Linear<B>,
+    value: Linear<B>,
+    out: Linear<B>,
+    norm_ffn: LayerNorm<B>,
+    ffn_in: Linear<B>,
+    ffn_out: Linear<B>,
+    n_heads: usize,
+}
+
+impl<B: Backend> DecoderBlock<B> {
+    /// # Panics
+    /// If `n_heads` does not divide `d` (configs check this first).
+    pub fn new(d: usize, n_heads: usize, d_ff: usize, device: &B::Device) -> Self {
+        assert!(n_heads > 0 && d.is_multiple_of(n_heads), "n_heads must divide d");
+        DecoderBlock {
+            norm_attn: LayerNormConfig::new(d).init(device),
+            query: LinearConfig::new(d, d).init(device),
+            key: LinearConfig::new(d, d).init(device),
+            value: LinearConfig::new(d, d).init(device),
+            out: LinearConfig::new(d, d).init(device),
+            norm_ffn: LayerNormConfig::new(d).init(device),
+            ffn_in: LinearConfig::new(d, d_ff).init(device),
+            ffn_out: LinearConfig::new(d_ff, d).init(device),
+            n_heads,
+        }
+    }
+
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// `rng = None` is evaluation (no dropout).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d]`; `bias`: `[batch, heads or 1, len, len]` additive (0 = attend,
+    ///   [`crate::MASKED`] = not); output: `[batch, len, d]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        bias: Tensor<B, 4>,
+        attn_p: f64,
+        resid_p: f64,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        let [batch, len, d] = x.dims();
+        let (h, dk) = (self.n_heads, d / self.n_heads);
+        // The linear layers see `[batch · len, d]` rows: Burn's `linear` on a 3-D input runs
+        // `batch` small GEMMs (and sums a batched weight gradient); on rows it is one GEMM.
+        let x = x.reshape([batch * len, d]);
+        let heads = |t: Tensor<B, 2>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
+        let normed = self.norm_attn.forward(x.clone());
+        // Scaling q (len × dk) is cheaper than scaling the scores (len × len).
+        let q = heads(self.query.forward(normed.clone()) * (1.0 / (dk as f64).sqrt()));
+        let k = heads(self.key.forward(normed.clone()));
+        let v = heads(self.value.forward(normed));
+        let weights = softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3);
+        let weights = drop_out(weights, attn_p, rng.as_deref_mut());
+        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch * len, d]);
+        let x = x + drop_out(self.out.forward(attended), resid_p, rng.as_deref_mut());
+        let hidden = gelu(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
+        let hidden = drop_out(hidden, resid_p, rng.as_deref_mut());
+        (x + drop_out(self.ffn_out.forward(hidden), resid_p, rng)).reshape([batch, len, d])
+    }
 }
 
 #[cfg(test)]

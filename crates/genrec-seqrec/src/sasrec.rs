@@ -8,17 +8,17 @@
 //! `cargo run -p genrec -- run experiments/sasrec-ml100k.toml`
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{softmax, softplus};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig};
+use burn::tensor::activation::softplus;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use genrec_data::ItemId;
-use genrec_kernels::{bias_for_scores, gelu, MASKED};
+use genrec_kernels::{bias_for_scores, MASKED};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use genrec_kernels::fused::{cross_entropy, linear_cross_entropy};
-use genrec_kernels::nn::drop_out;
+use genrec_kernels::nn::{drop_out, DecoderBlock};
 
 use crate::SeqRecError;
 
@@ -119,7 +119,7 @@ impl SasRecConfig {
                 .with_initializer(init)
                 .init(device),
             blocks: (0..self.n_layers)
-                .map(|_| Block::new(self.d_model, self.n_heads, device))
+                .map(|_| DecoderBlock::new(self.d_model, self.n_heads, 4 * self.d_model, device))
                 .collect(),
             norm: LayerNormConfig::new(self.d_model).init(device),
             dropout: self.dropout,
@@ -218,65 +218,11 @@ impl<B: Backend> SeqBatch<B> {
     }
 }
 
-/// One pre-norm transformer block: `x + Drop(Attn(LN(x)))`, then `x + Drop(FFN(LN(x)))` with a
-/// GELU feed-forward of width `4 d`, attention weights dropped as well (as PyTorch and Burn do).
-#[derive(Module, Debug)]
-struct Block<B: Backend> {
-    norm_attn: LayerNorm<B>,
-    query: Linear<B>,
-    key: Linear<B>,
-    value: Linear<B>,
-    out: Linear<B>,
-    norm_ffn: LayerNorm<B>,
-    ffn_in: Linear<B>,
-    ffn_out: Linear<B>,
-    n_heads: usize,
-}
-
-impl<B: Backend> Block<B> {
-    fn new(d: usize, n_heads: usize, device: &B::Device) -> Self {
-        Block {
-            norm_attn: LayerNormConfig::new(d).init(device),
-            query: LinearConfig::new(d, d).init(device),
-            key: LinearConfig::new(d, d).init(device),
-            value: LinearConfig::new(d, d).init(device),
-            out: LinearConfig::new(d, d).init(device),
-            norm_ffn: LayerNormConfig::new(d).init(device),
-            ffn_in: LinearConfig::new(d, 4 * d).init(device),
-            ffn_out: LinearConfig::new(4 * d, d).init(device),
-            n_heads,
-        }
-    }
-
-    /// # Shapes
-    /// - `x`: `[batch, len, d]`; `bias`: `[batch, heads or 1, len, len]`; output: `[batch, len, d]`
-    fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 4>, p: f64, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 3> {
-        let [batch, len, d] = x.dims();
-        let (h, dk) = (self.n_heads, d / self.n_heads);
-        // The linear layers see `[batch · len, d]` rows: Burn's `linear` on a 3-D input runs
-        // `batch` small GEMMs (and sums a batched weight gradient); on rows it is one GEMM.
-        let x = x.reshape([batch * len, d]);
-        let heads = |t: Tensor<B, 2>| t.reshape([batch, len, h, dk]).swap_dims(1, 2);
-        let normed = self.norm_attn.forward(x.clone());
-        // Scaling q (len × dk) is cheaper than scaling the scores (len × len).
-        let q = heads(self.query.forward(normed.clone()) * (1.0 / (dk as f64).sqrt()));
-        let k = heads(self.key.forward(normed.clone()));
-        let v = heads(self.value.forward(normed));
-        let weights = softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3);
-        let weights = drop_out(weights, p, rng.as_deref_mut());
-        let attended = weights.matmul(v).swap_dims(1, 2).reshape([batch * len, d]);
-        let x = x + drop_out(self.out.forward(attended), p, rng.as_deref_mut());
-        let hidden = gelu(self.ffn_in.forward(self.norm_ffn.forward(x.clone())));
-        let hidden = drop_out(hidden, p, rng.as_deref_mut());
-        (x + drop_out(self.ffn_out.forward(hidden), p, rng)).reshape([batch, len, d])
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct SasRec<B: Backend> {
     item: Embedding<B>,
     pos: Embedding<B>,
-    blocks: Vec<Block<B>>,
+    blocks: Vec<DecoderBlock<B>>,
     norm: LayerNorm<B>,
     dropout: f64,
     max_len: usize,
@@ -311,11 +257,11 @@ impl<B: Backend> SasRec<B> {
         let mut h = drop_out(h, self.dropout, rng.as_deref_mut());
         // Repeated over the heads once here on the CPU backends, not broadcast in every block.
         let bias = match self.blocks.first() {
-            Some(block) => bias_for_scores(input.bias.clone(), [batch, block.n_heads, len, len]),
+            Some(block) => bias_for_scores(input.bias.clone(), [batch, block.n_heads(), len, len]),
             None => input.bias.clone(),
         };
         for block in &self.blocks {
-            h = block.forward(h, bias.clone(), self.dropout, rng.as_deref_mut());
+            h = block.forward(h, bias.clone(), self.dropout, self.dropout, rng.as_deref_mut());
         }
         self.norm.forward(h)
     }

@@ -2,7 +2,8 @@
 //! experiment and the options of `genrec tokenize` — from a dataset (and item vectors for the
 //! semantic methods) to a conflict-free [`ItemIndex`] with its report.
 //!
-//! Methods: `rqvae` (TIGER's RQ-VAE), `rqkmeans` (residual k-means), `cid` (collaborative,
+//! Methods: `rqvae` (TIGER's RQ-VAE), `rqkmeans` (residual k-means), `opq` (RPG's product
+//! quantisation with a learned rotation: unordered digits), `cid` (collaborative,
 //! spectral clustering of co-occurrence), `sid` (sequential), `random`, `hybrid` (a base method
 //! plus one item token). The semantic methods' collisions are resolved by TIGER's dedup digit or
 //! LC-Rec's Sinkhorn mapping (or left, `none`, to measure them).
@@ -15,6 +16,7 @@ use genrec_data::{LeaveOneOut, SequenceDataset, SplitConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::collision::{dedup_digit, uniform_semantic_mapping, MappingReport, SinkhornConfig};
+use crate::opq::{fit_opq, OpqConfig, OpqReport};
 use crate::rq::{rq_kmeans, LevelReport, ResidualCodebooks};
 use crate::rqvae::{fit_rqvae, EpochReport, RqVaeConfig, RqVaeTrainConfig};
 use crate::{cid, simple, IndexStats, ItemIndex, TokenizeError};
@@ -35,6 +37,8 @@ pub enum IndexMethod {
     Random,
     /// `hybrid_base` plus one independent token per item.
     Hybrid,
+    /// RPG: PCA (optional) + OPQ + PQ on item vectors, `pq_subspaces` unordered digits per item.
+    Opq,
 }
 
 impl IndexMethod {
@@ -46,12 +50,13 @@ impl IndexMethod {
             IndexMethod::Sid => "sid",
             IndexMethod::Random => "random",
             IndexMethod::Hybrid => "hybrid",
+            IndexMethod::Opq => "opq",
         }
     }
 
     /// Whether the method quantises item vectors.
     pub fn is_semantic(self) -> bool {
-        matches!(self, IndexMethod::Rqvae | IndexMethod::Rqkmeans)
+        matches!(self, IndexMethod::Rqvae | IndexMethod::Rqkmeans | IndexMethod::Opq)
     }
 }
 
@@ -66,10 +71,11 @@ impl FromStr for IndexMethod {
             "sid" | "sequential" => IndexMethod::Sid,
             "random" => IndexMethod::Random,
             "hybrid" => IndexMethod::Hybrid,
+            "opq" => IndexMethod::Opq,
             _ => {
                 return Err(TokenizeError::config(
                     "index.method",
-                    format!("`{s}`: expected rqvae, rqkmeans, cid, sid, random or hybrid"),
+                    format!("`{s}`: expected rqvae, rqkmeans, opq, cid, sid, random or hybrid"),
                 ))
             }
         })
@@ -139,6 +145,14 @@ pub struct IndexConfig {
     pub max_leaf: usize,
     /// rqvae: training epochs (default 200).
     pub epochs: usize,
+    /// opq: sub-spaces = digits per item (default 32; must divide the PCA or vector dimension).
+    /// `codes` is the codebook size of each.
+    pub pq_subspaces: usize,
+    /// opq: PCA to this many dimensions first (default 0 = no PCA) and whether to whiten.
+    pub pca_dim: usize,
+    pub whiten: bool,
+    /// opq: rotation iterations (default 20; 0 = plain PQ).
+    pub opq_iterations: usize,
 }
 
 impl Default for IndexConfig {
@@ -154,6 +168,10 @@ impl Default for IndexConfig {
             n_clusters: 20,
             max_leaf: 20,
             epochs: 200,
+            pq_subspaces: 32,
+            pca_dim: 0,
+            whiten: false,
+            opq_iterations: 20,
         }
     }
 }
@@ -181,7 +199,18 @@ impl IndexConfig {
                 "= hybrid: pick rqvae, rqkmeans, cid, sid or random",
             ));
         }
-        if self.needs_features() && (self.levels == 0 || self.codes < 2) {
+        if self.base_method() == IndexMethod::Opq {
+            // The dimension checks need the vectors: OpqConfig::validate at fit time.
+            if self.pq_subspaces == 0 || self.codes < 2 {
+                return Err(TokenizeError::config(
+                    "index.pq_subspaces",
+                    format!(
+                        "= {} must be ≥ 1 and index.codes = {} ≥ 2",
+                        self.pq_subspaces, self.codes
+                    ),
+                ));
+            }
+        } else if self.needs_features() && (self.levels == 0 || self.codes < 2) {
             return Err(TokenizeError::config(
                 "index.levels",
                 format!("= {} must be ≥ 1 and index.codes = {} ≥ 2", self.levels, self.codes),
@@ -220,6 +249,9 @@ pub struct IndexReport {
     pub epochs: Vec<EpochReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sinkhorn: Option<MappingReport>,
+    /// opq: PCA, the rotation's error curve, quantisation error, separated items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opq: Option<OpqReport>,
 }
 
 /// An index, its report and its final codes.
@@ -240,6 +272,7 @@ struct Base {
     levels: Vec<LevelReport>,
     reconstruction: Option<f64>,
     epochs: Vec<EpochReport>,
+    opq: Option<OpqReport>,
 }
 
 impl Base {
@@ -251,6 +284,7 @@ impl Base {
             levels: Vec::new(),
             reconstruction: None,
             epochs: Vec::new(),
+            opq: None,
         }
     }
 }
@@ -290,6 +324,34 @@ fn base_codes<B: AutodiffBackend>(
                 levels: result.levels,
                 reconstruction: None,
                 epochs: Vec::new(),
+                opq: None,
+            }
+        }
+        IndexMethod::Opq => {
+            let m = features()?;
+            // Fitted on the items of training sequences only (RPG); every item is encoded.
+            let mut in_train = vec![false; n];
+            for s in train_split() {
+                s.iter().for_each(|&i| in_train[i as usize] = true);
+            }
+            let rows: Vec<usize> = (0..n).filter(|&i| in_train[i]).collect();
+            let config = OpqConfig {
+                subspaces: o.pq_subspaces,
+                codes: o.codes,
+                pca_dim: o.pca_dim,
+                whiten: o.whiten,
+                iterations: o.opq_iterations,
+                ..OpqConfig::default()
+            };
+            let fit = fit_opq(m.data, m.dim, &rows, &config, seed).map_err(fit)?;
+            Base {
+                sizes: vec![o.codes as u32; o.pq_subspaces],
+                codes: fit.codes,
+                space: None,
+                levels: fit.subspaces,
+                reconstruction: None,
+                epochs: Vec::new(),
+                opq: Some(fit.report),
             }
         }
         IndexMethod::Rqvae => {
@@ -304,6 +366,7 @@ fn base_codes<B: AutodiffBackend>(
                 levels: result.levels,
                 reconstruction: Some(result.reconstruction),
                 epochs: result.epochs,
+                opq: None,
             }
         }
         IndexMethod::Cid => {
@@ -357,6 +420,7 @@ pub fn build_index<B: AutodiffBackend>(
         levels,
         reconstruction,
         epochs,
+        opq,
     } = base_codes::<B>(o, base_method, data, features, device, seed)?;
     let before = ItemIndex::stats_of(&sizes, &codes);
     let method =
@@ -394,6 +458,8 @@ pub fn build_index<B: AutodiffBackend>(
                 Collisions::None => {}
             }
             format!("{}+{}", base_method.name(), o.collisions.name())
+        } else if base_method == IndexMethod::Opq {
+            format!("opq{}x{}", o.pq_subspaces, o.codes)
         } else {
             base_method.name().to_string()
         };
@@ -402,12 +468,15 @@ pub fn build_index<B: AutodiffBackend>(
     let index = if collides {
         None
     } else {
-        Some(ItemIndex::new(method.clone(), sizes, codes.clone())?)
+        let index = ItemIndex::new(method.clone(), sizes, codes.clone())?;
+        Some(index.with_unordered(base_method == IndexMethod::Opq && !hybrid))
     };
     let report = IndexReport {
         dataset: dataset.to_string(),
         method,
-        collisions: if hybrid || space.is_none() {
+        collisions: if base_method == IndexMethod::Opq && !hybrid {
+            "separated (nearest free tuple)".into()
+        } else if hybrid || space.is_none() {
             "none needed".into()
         } else {
             o.collisions.name().into()
@@ -419,6 +488,7 @@ pub fn build_index<B: AutodiffBackend>(
         reconstruction,
         epochs,
         sinkhorn,
+        opq,
     };
     Ok(BuiltIndex { index, report, codes })
 }
@@ -458,6 +528,26 @@ mod tests {
             assert_eq!(index.n_items(), n, "{method:?}");
             assert_eq!(built.report.after.as_ref().unwrap().collision_rate, 0.0);
         }
+        // OPQ: unordered digits, one per sub-space, separated where they collide.
+        let opq = IndexConfig {
+            method: IndexMethod::Opq,
+            pq_subspaces: 2,
+            codes: 16,
+            opq_iterations: 3,
+            ..IndexConfig::default()
+        };
+        let built = build(&opq, Some(features)).unwrap();
+        let index = built.index.expect("OPQ separates collisions itself");
+        assert!(index.unordered && index.codes.iter().all(|c| c.len() == 2));
+        assert_eq!(built.report.method, "opq2x16");
+        assert_eq!(built.report.levels.len(), 2, "a report per sub-space");
+        assert!(built.report.opq.as_ref().unwrap().fit_items <= n);
+        let odd = IndexConfig {
+            pq_subspaces: 3,
+            ..opq.clone()
+        };
+        let err = build(&odd, Some(features)).err().unwrap().to_string();
+        assert!(err.contains("index.pq_subspaces = 3 does not divide"), "{err}");
         // 4 × 4 codes for more items than that must collide; dedup makes them unique.
         let semantic = IndexConfig {
             method: IndexMethod::Rqkmeans,

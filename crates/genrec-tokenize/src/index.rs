@@ -18,6 +18,10 @@ pub struct ItemIndex {
     pub codebook_sizes: Vec<u32>,
     /// `codes[item]` = the item's tuple.
     pub codes: Vec<Vec<u32>>,
+    /// The digits are unordered (product quantisation, one per independent sub-space): a model
+    /// may predict them in parallel; no digit refines another. The trie is still valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unordered: bool,
     #[serde(skip)]
     lookup: HashMap<Vec<u32>, ItemId>,
     #[serde(skip)]
@@ -65,9 +69,16 @@ impl ItemIndex {
             method: method.into(),
             codebook_sizes,
             codes,
+            unordered: false,
             lookup,
             trie,
         })
+    }
+
+    /// Marks the digits unordered (see [`ItemIndex::unordered`]).
+    pub fn with_unordered(mut self, unordered: bool) -> Self {
+        self.unordered = unordered;
+        self
     }
 
     pub fn n_items(&self) -> usize {
@@ -159,7 +170,8 @@ impl ItemIndex {
         };
         let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
         let raw: ItemIndex = serde_json::from_str(&text).map_err(|e| file(e.to_string()))?;
-        ItemIndex::new(raw.method, raw.codebook_sizes, raw.codes).map_err(|e| file(e.to_string()))
+        let index = ItemIndex::new(raw.method, raw.codebook_sizes, raw.codes).map_err(|e| file(e.to_string()))?;
+        Ok(index.with_unordered(raw.unordered))
     }
 }
 

@@ -85,8 +85,25 @@ pub fn kmeans(data: &[f32], dim: usize, k: usize, max_iter: usize, seed: u64) ->
     let n = data.len() / dim;
     assert!(k > 0 && n >= k, "k-means needs 0 < k ({k}) <= rows ({n})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centroids = seed_centroids(data, dim, k, &mut rng);
+    lloyd(data, dim, centroids, max_iter)
+}
+
+/// Lloyd iterations from the given `k × dim` centroids (a warm start, as OPQ re-fits its
+/// sub-space codebooks after each rotation), with [`kmeans`]' stopping rule and empty-cluster
+/// re-seeding.
+///
+/// # Panics
+/// If `data` or `centroids` do not hold whole rows of length `dim`, or `centroids` is empty.
+pub fn lloyd(data: &[f32], dim: usize, mut centroids: Vec<f32>, max_iter: usize) -> KMeans {
+    assert!(
+        dim > 0 && data.len().is_multiple_of(dim) && centroids.len().is_multiple_of(dim),
+        "data and centroids must hold whole rows of length dim"
+    );
+    let n = data.len() / dim;
+    let k = centroids.len() / dim;
+    assert!(k > 0, "k-means needs at least one centroid");
     let row = |i: usize| &data[i * dim..(i + 1) * dim];
-    let mut centroids = seed_centroids(data, dim, k, &mut rng);
     let assign = |centroids: &[f32]| -> Vec<(u32, f32)> {
         (0..n)
             .into_par_iter()

@@ -7,6 +7,8 @@
 //!   straight-through estimator, k-means initialisation and dead-code re-seeding (any Burn backend).
 //! - [`collision`]: making an index conflict-free — TIGER's extra dedup digit or LC-Rec's uniform
 //!   semantic mapping (Sinkhorn–Knopp balanced re-assignment of the last level).
+//! - [`opq`]: product quantisation with a learned rotation (OPQ), optional PCA: RPG's `m`
+//!   unordered digits per item.
 //! - [`cid`]: collaborative indexing (P5 "How to Index"): spectral clustering of item
 //!   co-occurrence, recursively.
 //! - [`simple`]: sequential (first appearance) and random indexing.
@@ -20,6 +22,8 @@ pub mod cid;
 pub mod collision;
 pub mod index;
 pub mod kmeans;
+pub mod linalg;
+pub mod opq;
 pub mod rq;
 pub mod rqvae;
 pub mod simple;
