@@ -123,6 +123,15 @@ bench-tiger:
 anchor-tiger *ARGS:
     /tmp/torchenv/bin/python ../shared/anchors/torch_beam_decode.py {{ARGS}}
 
+# RPG (reference configuration): a training step (50-item and Beauty-length histories) and top-10
+# decoding of 256 users, exact and graph-constrained (rpg_step.py shape).
+bench-rpg:
+    cargo bench -p genrec-benches --bench rpg
+
+# The PyTorch anchor of bench-rpg (plain torch; --short for Beauty-length histories).
+anchor-rpg *ARGS:
+    /tmp/torchenv/bin/python benches/anchors/rpg_step.py {{ARGS}}
+
 # MiniLM encoding speed: all 12,101 Beauty item texts, uncached, then the sentence-transformers
 # anchor on the same texts and weights (needs /tmp/torchenv with sentence-transformers).
 bench-minilm:
