@@ -47,7 +47,9 @@ fn index(rng: &mut ChaCha8Rng) -> ItemIndex {
             codes.push(c);
         }
     }
-    ItemIndex::new("random", vec![256; DIGITS], codes).unwrap().with_unordered(true)
+    ItemIndex::new("random", vec![256; DIGITS], codes)
+        .unwrap()
+        .with_unordered(true)
 }
 
 /// `USERS` sequences of `len(rng)` + 1 random items.

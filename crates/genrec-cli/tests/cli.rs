@@ -638,20 +638,29 @@ fn rpg_trains_end_to_end_over_opq_digits() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["unordered"], true);
     assert_eq!(index["method"], "opq4x8");
-    // Graph decoding of the same run's settings: lists, never an invalid id.
-    let dir = run_dir(&ok(&[
+    // The same trained model evaluated with graph decoding: a finished run resumed with another
+    // model.decode trains nothing and reports lists, never an invalid id.
+    let losses = || -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("curves.csv")).unwrap();
+        text.lines()
+            .map(|l| l.split(',').take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    let exact_losses = losses();
+    assert!(exact_losses.len() >= 3, "header + 2 epochs: {exact_losses:?}");
+    ok(&[
         "run",
-        c,
-        "--out",
-        out.to_str().unwrap(),
+        "--resume",
+        dir.to_str().unwrap(),
         "--set",
         "model.decode=\"graph\"",
         "--set",
         "model.n_edges=10",
-    ]));
+    ]);
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["invalid@10"], 0.0, "{metrics}");
+    assert_eq!(losses(), exact_losses, "nothing trained again");
     // Named errors before any training (the digit count needs the vectors' dimension, the edge
     // count the item count: those two come after the index is built).
     let o = out.to_str().unwrap();

@@ -179,6 +179,21 @@ impl RpgConfig {
         Ok(())
     }
 
+    /// The fields that shape the weights, as `--resume` compares them: the decoding fields take
+    /// their defaults, so a finished run can be resumed with another `model.decode` (or beams,
+    /// edges, steps) to evaluate the same model that way.
+    pub fn trained_part(&self) -> serde_json::Value {
+        let defaults = RpgConfig::default();
+        let trained = RpgConfig {
+            decode: defaults.decode,
+            beams: defaults.beams,
+            n_edges: defaults.n_edges,
+            steps: defaults.steps,
+            ..self.clone()
+        };
+        serde_json::to_value(trained).expect("an RPG config is plain data")
+    }
+
     /// [`Self::init`] under the one seeded-init lock.
     pub fn init_seeded<B: Backend>(&self, index: &ItemIndex, max_len: usize, seed: u64, device: &B::Device) -> Rpg<B> {
         genrec_kernels::nn::init_seeded(seed, device, || self.init(index, max_len, device))
@@ -725,7 +740,7 @@ pub fn train_rpg<B: AutodiffBackend>(
         examples: data.len(),
         loss: &loss,
         validate: &validate,
-        model_config: serde_json::to_value(config).expect("an RPG config is plain data"),
+        model_config: config.trained_part(),
     };
     let trained = train_model(model, task, train, device, run)?;
     Ok(trained.map(|model| RpgRecommender::new(model, index.clone(), config.clone(), seed)))
