@@ -203,25 +203,14 @@ impl LooModel for TigerConfig {
         let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
         self.validate(max_k)?;
         checks.train.validate(&checks.eval.ks)?;
-        let index = checks.index.cloned().unwrap_or_default();
-        index
-            .features
-            .parse::<FeatureKind>()
-            .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
-        index.validate()?;
-        check_index_config(&index)?;
+        check_index_config(&checked_index(checks)?)?;
         Ok(())
     }
 
     fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
-        let started = std::time::Instant::now();
-        let index = item_index(ctx)?;
-        let setup_seconds = started.elapsed().as_secs_f64();
-        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
-        let trained = train_tiger::<B>(self, &index, train, eval, split, device, ctx.run())?;
-        Ok(Fitted {
-            setup_seconds,
-            ..Fitted::trained(trained)
+        with_item_index(ctx, |index, ctx| {
+            let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+            Ok(train_tiger::<B>(self, index, train, eval, split, device, ctx.run())?)
         })
     }
 }
@@ -231,32 +220,49 @@ impl LooModel for RpgConfig {
         let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
         self.validate(max_k)?;
         checks.train.validate(&checks.eval.ks)?;
-        let index = checks.index.cloned().unwrap_or_default();
+        let index = checked_index(checks)?;
         if index.method != IndexMethod::Opq {
             bail!(
                 "index.method = \"{}\": RPG predicts unordered digits in parallel, set index.method = \"opq\"",
                 index.method.name()
             );
         }
-        index
-            .features
-            .parse::<FeatureKind>()
-            .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
-        index.validate()?;
         Ok(())
     }
 
     fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
-        let started = std::time::Instant::now();
-        let index = item_index(ctx)?;
-        let setup_seconds = started.elapsed().as_secs_f64();
-        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
-        let trained = train_rpg::<B>(self, &index, train, eval, split, device, ctx.run())?;
-        Ok(Fitted {
-            setup_seconds,
-            ..Fitted::trained(trained)
+        with_item_index(ctx, |index, ctx| {
+            let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+            Ok(train_rpg::<B>(self, index, train, eval, split, device, ctx.run())?)
         })
     }
+}
+
+/// The experiment's `[index]` (or its defaults) with its features kind and fields checked.
+fn checked_index(checks: &Checks) -> Result<IndexConfig> {
+    let index = checks.index.cloned().unwrap_or_default();
+    index
+        .features
+        .parse::<FeatureKind>()
+        .map_err(|e| anyhow::anyhow!("index.features: {e}"))?;
+    index.validate()?;
+    Ok(index)
+}
+
+/// Builds (or on `--resume` reloads) the item index, then trains over it; the index's build time
+/// is setup, not training time.
+fn with_item_index<M: Recommender + 'static>(
+    ctx: &mut LooContext,
+    train: impl FnOnce(&ItemIndex, &mut LooContext) -> Result<Trained<M>>,
+) -> Result<Fitted> {
+    let started = std::time::Instant::now();
+    let index = item_index(ctx)?;
+    let setup_seconds = started.elapsed().as_secs_f64();
+    let trained = train(&index, ctx)?;
+    Ok(Fitted {
+        setup_seconds,
+        ..Fitted::trained(trained)
+    })
 }
 
 /// Builds the `[index]` of the prepared dataset (item ids as the split numbers them) and writes

@@ -96,6 +96,21 @@ impl LeaveOneOut {
         })
     }
 
+    /// Next-item training pairs of the causal sequence models (SASRec, RPG): each user's training
+    /// sequence as (input, target) shifted by one, its last `max_history` positions; users with
+    /// fewer than 2 training items give none.
+    pub fn shifted_pairs(&self) -> Vec<(Vec<ItemId>, Vec<ItemId>)> {
+        self.train
+            .iter()
+            .filter(|s| s.len() >= 2)
+            .map(|s| {
+                let n = s.len();
+                let from = (n - 1).saturating_sub(self.max_history);
+                (s[from..n - 1].to_vec(), s[from + 1..].to_vec())
+            })
+            .collect()
+    }
+
     /// Item interaction counts over the training sequences only (what a popularity model may see).
     pub fn train_item_counts(&self) -> Vec<u32> {
         SequenceDataset::item_counts(self.n_items, &self.train)
@@ -174,6 +189,10 @@ mod tests {
         );
         assert_eq!(s.train_item_counts()[0..3], [1, 1, 1]);
         assert_eq!(s.train_item_counts()[3], 0, "validation items never count as training");
+        // Shifted pairs keep the last max_history = 2 positions: [0 1 2] gives [0 1] -> [1 2].
+        assert_eq!(s.shifted_pairs(), [(vec![0, 1], vec![1, 2])]);
+        let long = LeaveOneOut::new(&d, &SplitConfig { max_history: 1 });
+        assert_eq!(long.shifted_pairs(), [(vec![1], vec![2])]);
     }
 
     #[test]

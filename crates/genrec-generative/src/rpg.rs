@@ -683,21 +683,6 @@ impl<B: Backend> Recommender for RpgRecommender<B> {
     }
 }
 
-/// (input, target) sequences: each user's training sequence shifted by one, the last `max_len`
-/// positions; users with fewer than 2 training items give none.
-fn examples(split: &LeaveOneOut) -> Vec<(Vec<ItemId>, Vec<ItemId>)> {
-    split
-        .train
-        .iter()
-        .filter(|s| s.len() >= 2)
-        .map(|s| {
-            let n = s.len();
-            let from = (n - 1).saturating_sub(split.max_history);
-            (s[from..n - 1].to_vec(), s[from + 1..].to_vec())
-        })
-        .collect()
-}
-
 /// Trains RPG on `index`'s digits with early stopping on exact-scored validation; the returned
 /// recommender decodes as `config.decode` says.
 pub fn train_rpg<B: AutodiffBackend>(
@@ -714,7 +699,7 @@ pub fn train_rpg<B: AutodiffBackend>(
     config.check_index(index, split.n_items)?;
     train.validate(&eval.ks)?;
     let seed = run.seed;
-    let data = examples(split);
+    let data = split.shifted_pairs();
     if data.is_empty() {
         return Err(GenerativeError::config(
             "data",

@@ -195,6 +195,17 @@ pub fn fit_opq(
             .flat_map(|i| y[i * d + s * ds..i * d + (s + 1) * ds].iter().map(|&x| x as f32))
             .collect()
     };
+    // A sub-space codebook: Lloyd from the previous one, or k-means++ the first time.
+    let fit_book = |sub: &[f32], s: usize, previous: Option<&Vec<f32>>, iterations: usize| match previous {
+        Some(previous) => lloyd(sub, ds, previous.clone(), iterations),
+        None => kmeans(
+            sub,
+            ds,
+            config.codes,
+            config.full_kmeans_iterations,
+            seed ^ (s as u64 + 1),
+        ),
+    };
     let mut rotation: Vec<f64> = (0..d * d).map(|i| if i / d == i % d { 1.0 } else { 0.0 }).collect();
     let mut books: Vec<Vec<f32>> = Vec::new();
     let mut opq_mse = Vec::with_capacity(config.iterations);
@@ -204,16 +215,7 @@ pub fn fit_opq(
         let mut error = 0.0;
         for s in 0..m {
             let sub = block(&y, nf, s);
-            let fitted = match books.get(s) {
-                Some(previous) => lloyd(&sub, ds, previous.clone(), config.kmeans_iterations),
-                None => kmeans(
-                    &sub,
-                    ds,
-                    config.codes,
-                    config.full_kmeans_iterations,
-                    seed ^ (s as u64 + 1),
-                ),
-            };
+            let fitted = fit_book(&sub, s, books.get(s), config.kmeans_iterations);
             for (i, &c) in fitted.assignments.iter().enumerate() {
                 let centroid = &fitted.centroids[c as usize * ds..(c as usize + 1) * ds];
                 for (j, &v) in centroid.iter().enumerate() {
@@ -241,16 +243,7 @@ pub fn fit_opq(
     let mut final_books = Vec::with_capacity(m);
     for s in 0..m {
         let sub = block(&y_fit, nf, s);
-        let fitted = match books.get(s) {
-            Some(previous) => lloyd(&sub, ds, previous.clone(), config.full_kmeans_iterations),
-            None => kmeans(
-                &sub,
-                ds,
-                config.codes,
-                config.full_kmeans_iterations,
-                seed ^ (s as u64 + 1),
-            ),
-        };
+        let fitted = fit_book(&sub, s, books.get(s), config.full_kmeans_iterations);
         fit_error += fitted.inertia;
         let every = block(&y_all, n, s);
         let digits: Vec<u32> = every

@@ -49,21 +49,6 @@ impl<B: Backend> Recommender for SasRecRecommender<B> {
     }
 }
 
-/// (input, target) sequences: each user's training sequence shifted by one, the last `max_len`
-/// positions. Users with fewer than 2 training items give no example.
-fn examples(split: &LeaveOneOut) -> Vec<(Vec<ItemId>, Vec<ItemId>)> {
-    split
-        .train
-        .iter()
-        .filter(|s| s.len() >= 2)
-        .map(|s| {
-            let n = s.len();
-            let from = (n - 1).saturating_sub(split.max_history);
-            (s[from..n - 1].to_vec(), s[from + 1..].to_vec())
-        })
-        .collect()
-}
-
 /// Popularity-proportional negative sampling (counts + 1, so every item can be drawn) with the
 /// log-probabilities the sampled softmax needs for its log-Q correction.
 struct NegativeSampler {
@@ -149,7 +134,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
     config.validate(&eval.ks)?;
     let seed = run.seed;
     let model: SasRec<B> = model_config.init_seeded(split.n_items, split.max_history, seed, device);
-    let data = examples(split);
+    let data = split.shifted_pairs();
     let sampler = NegativeSampler::new(&split.train_item_counts());
     if data.is_empty() {
         return Err(SeqRecError::NoSequences);
