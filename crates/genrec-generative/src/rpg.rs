@@ -15,13 +15,16 @@
 //! Differences from the reference (facebookresearch/RPG_KDD2025), each deliberate:
 //! - the decoder block is genrec's shared pre-norm block (exact GELU, LayerNorm ε 1e-5; GPT-2 uses
 //!   the tanh GELU and ε 1e-12 in RPG), with the reference's dropouts (0.5 on embeddings and
-//!   attention weights, 0 on residuals);
+//!   attention weights, 0 on residuals) and GPT-2's initialisation (weights N(0, 0.02), the two
+//!   residual projections N(0, 0.02 / √(2 · layers)); biases drawn from the same normal, GPT-2's
+//!   are zero);
 //! - training sequences are each user's last `max_history + 1` items with the loss at every
 //!   position (the reference adds, for longer users, sliding windows with the loss at their last
 //!   position only — rare on the Amazon splits);
 //! - graph decoding draws distinct beam starts from a generator seeded by the run's seed and the
-//!   history (the reference: `torch.randint`, duplicates possible), and keeps the beam's own items
-//!   among the candidates of every step.
+//!   history (the reference: `torch.randint`, duplicates possible); an item's `n_edges`
+//!   neighbours are other items, and the beam's own items stay candidates at every step (the
+//!   reference's top-`n_edges` includes the item itself, so it has one other neighbour fewer).
 //!
 //! Validation during training uses exact scoring (as the reference), whatever `decode` says.
 
@@ -216,7 +219,7 @@ impl RpgConfig {
                 .init(device),
             pos: EmbeddingConfig::new(max_len, d).with_initializer(init).init(device),
             blocks: (0..self.n_layers)
-                .map(|_| DecoderBlock::new(d, self.n_heads, self.d_ff, device))
+                .map(|_| DecoderBlock::gpt2(d, self.n_heads, self.d_ff, self.n_layers, device))
                 .collect(),
             norm: LayerNormConfig::new(d).init(device),
             head_weight: Param::from_tensor(Tensor::zeros([m, d, d], device)),
@@ -300,8 +303,9 @@ pub struct RpgInput<B: Backend> {
     item_tokens: Tensor<B, 2, Int>,
     /// `[rows · width]` entry of each slot in the distinct-item table (0 = padding).
     table_rows: Tensor<B, 1, Int>,
-    /// `[rows, width]` learned position of each slot: a sequence's last item sits at
-    /// `max_len − 1`, as in a left-padded batch.
+    /// `[rows, width]` learned position of each slot: a sequence's `j`-th item sits at position
+    /// `j`, as GPT-2 numbers a right-padded sequence (the reference's), so the prediction after a
+    /// prefix of `j` items is made at the same position in training and at inference.
     positions: Tensor<B, 2, Int>,
     /// `[rows, 1, width, width]` additive bias: causal within each packed sequence, nothing across.
     bias: Tensor<B, 4>,
@@ -327,7 +331,7 @@ impl<B: Backend> RpgInput<B> {
         for (h, slots) in histories.iter().zip(&packing.slots) {
             let n = slots.len();
             for (j, &slot) in slots.iter().enumerate() {
-                positions[slot] = (max_len - n + j) as i64;
+                positions[slot] = j as i64;
                 if let Some(&item) = h.get(j) {
                     table_rows[slot] = *entry_of.entry(item).or_insert_with(|| {
                         table.extend(

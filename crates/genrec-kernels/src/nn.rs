@@ -1,7 +1,7 @@
 //! Small building blocks shared by the models of every crate.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -62,7 +62,8 @@ pub fn init_seeded<B: Backend, M: Module<B>>(seed: u64, device: &B::Device, buil
 /// One pre-norm causal-decoder block (SASRec's and RPG's GPT-2-style decoder):
 /// `x + Drop_r(Attn(LN(x)))`, then `x + Drop_r(FFN(LN(x)))` with a GELU feed-forward of width
 /// `d_ff`; attention weights dropped with `attn_p`, the residual branches and the feed-forward's
-/// hidden layer with `resid_p` (SASRec uses one `p` for all; GPT-2 0.5 / 0 in RPG).
+/// hidden layer with `resid_p` (SASRec uses one `p` for all; RPG 0.5 / 0 — GPT-2 has no dropout
+/// on the hidden layer, the same thing at 0).
 #[derive(Module, Debug)]
 pub struct DecoderBlock<B: Backend> {
     norm_attn: LayerNorm<B>,
@@ -90,6 +91,28 @@ impl<B: Backend> DecoderBlock<B> {
             norm_ffn: LayerNormConfig::new(d).init(device),
             ffn_in: LinearConfig::new(d, d_ff).init(device),
             ffn_out: LinearConfig::new(d_ff, d).init(device),
+            n_heads,
+        }
+    }
+
+    /// The block with GPT-2's initialisation: every weight N(0, 0.02), the two projections back
+    /// into the residual stream (`out`, `ffn_out`) N(0, 0.02 / √(2 · n_layers)). Burn's linear
+    /// layers draw their biases from the same normal (GPT-2 zeroes them).
+    pub fn gpt2(d: usize, n_heads: usize, d_ff: usize, n_layers: usize, device: &B::Device) -> Self {
+        assert!(n_heads > 0 && d.is_multiple_of(n_heads), "n_heads must divide d");
+        let normal = |std: f64| Initializer::Normal { mean: 0.0, std };
+        let projection = normal(0.02 / (2.0 * n_layers.max(1) as f64).sqrt());
+        let linear =
+            |i: usize, o: usize, init: Initializer| LinearConfig::new(i, o).with_initializer(init).init(device);
+        DecoderBlock {
+            norm_attn: LayerNormConfig::new(d).init(device),
+            query: linear(d, d, normal(0.02)),
+            key: linear(d, d, normal(0.02)),
+            value: linear(d, d, normal(0.02)),
+            out: linear(d, d, projection.clone()),
+            norm_ffn: LayerNormConfig::new(d).init(device),
+            ffn_in: linear(d, d_ff, normal(0.02)),
+            ffn_out: linear(d_ff, d, projection),
             n_heads,
         }
     }

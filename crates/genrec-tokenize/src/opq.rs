@@ -5,7 +5,9 @@
 //! so a model may predict them in parallel.
 //!
 //! The transform and codebooks are fitted on the items that occur in training sequences only, then
-//! every item is encoded. Two items with the same `m` digits are separated by moving the later
+//! every item is encoded (the reference fits its PCA on all items and only OPQ on training items;
+//! here nothing sees an item that occurs only in validation or test). The per-sub-space usage
+//! report is taken before collisions are separated. Two items with the same `m` digits are separated by moving the later
 //! one's digit in the sub-space where its next-nearest code costs the least extra distortion (and
 //! is free), so the index stays `m` digits long.
 
@@ -168,11 +170,14 @@ pub fn fit_opq(
         let (values, vectors) = symmetric_eigen(&cov, dim);
         let total: f64 = values.iter().map(|v| v.max(0.0)).sum();
         let kept: f64 = values[..d].iter().map(|v| v.max(0.0)).sum();
+        // Whitening divides by √λ; a floor relative to the largest keeps components the fitted
+        // items barely span (pca_dim above their rank) from being blown up into noise digits.
+        let floor = values[0].max(0.0) * 1e-6 + f64::MIN_POSITIVE;
         let mut projection = vec![0f64; dim * d];
         for i in 0..dim {
             for j in 0..d {
                 let scale = if config.whiten {
-                    1.0 / (values[j].max(0.0) + 1e-8).sqrt()
+                    1.0 / values[j].max(floor).sqrt()
                 } else {
                     1.0
                 };
