@@ -329,7 +329,6 @@ impl<B: Backend> RpgInput<B> {
         let mut positions = vec![0i64; rows * width];
         let mut bias = vec![MASKED; rows * width * width];
         for (h, slots) in histories.iter().zip(&packing.slots) {
-            let n = slots.len();
             for (j, &slot) in slots.iter().enumerate() {
                 positions[slot] = j as i64;
                 if let Some(&item) = h.get(j) {
