@@ -177,6 +177,23 @@ fn bad_input_gives_named_errors() {
     let config = write_config(tmp.path(), "synthetic:users=50,items=30");
     let c = config.to_str().unwrap();
     assert!(fails(&["run", c, "--set", "model.layers=2"]).contains("unknown field `layers`"));
+    // A size typo is a named error with the memory it would take, not an aborting allocation.
+    let huge = fails(&[
+        "run",
+        c,
+        "--out",
+        tmp.path().to_str().unwrap(),
+        "--set",
+        "model.kind=\"sasrec\"",
+        "--set",
+        "model.d_model=4194304",
+        "--set",
+        "model.n_heads=1",
+    ]);
+    assert!(
+        huge.contains("model.d_model = 4194304") && huge.contains("GiB genrec allows"),
+        "{huge}"
+    );
     assert!(fails(&[
         "run",
         c,

@@ -173,6 +173,19 @@ impl RpgConfig {
                 ),
             ));
         }
+        let (d, digits) = (self.d_model as f64, m as f64);
+        let codes = index.codebook_sizes.iter().copied().max().unwrap_or(1) as f64;
+        let blocks = self.n_layers as f64 * (4.0 * d * d + 2.0 * d * self.d_ff as f64);
+        let params = (digits * codes + 1.0) * d + digits * d * d + blocks;
+        if let Some(excess) = genrec_kernels::nn::training_memory_excess(params) {
+            return Err(GenerativeError::config(
+                "model.d_model",
+                format!(
+                    "= {} (d_ff {}) with {m} digits of {codes} codes would {excess}",
+                    self.d_model, self.d_ff
+                ),
+            ));
+        }
         if self.decode == Decode::Graph && self.n_edges >= n_items {
             return Err(GenerativeError::config(
                 "model.n_edges",
@@ -982,6 +995,12 @@ mod tests {
             ..small()
         };
         assert!(err(graph.check_index(&index30, 30).unwrap_err()).starts_with("model.n_edges = 30"));
+        let huge = RpgConfig {
+            d_model: 1 << 20,
+            n_heads: 1,
+            ..small()
+        };
+        assert!(err(huge.check_index(&index30, 30).unwrap_err()).contains("GiB genrec allows"));
         assert!(err(RpgConfig {
             beams: 5,
             ..graph.clone()

@@ -392,7 +392,28 @@ pub fn train_tiger<B: AutodiffBackend>(
     }
     let seed = run.seed;
     let layout = TokenLayout::new(&index.codebook_sizes);
-    let t5: T5<B> = config.t5(&layout).init_seeded(seed, device);
+    let t5_config = config.t5(&layout);
+    let (d, inner, ff) = (
+        t5_config.d_model as f64,
+        (t5_config.n_heads * t5_config.d_kv) as f64,
+        t5_config.d_ff as f64,
+    );
+    // Embeddings and output layer, 4 attention projections per self-attention (8 in a decoder
+    // block with cross-attention), two (three gated) feed-forward matrices per block.
+    let ffn = if t5_config.gated_ffn { 3.0 } else { 2.0 } * d * ff;
+    let params = 2.0 * t5_config.vocab_size as f64 * d
+        + t5_config.encoder_layers as f64 * (4.0 * d * inner + ffn)
+        + t5_config.decoder_layers as f64 * (8.0 * d * inner + ffn);
+    if let Some(excess) = genrec_kernels::nn::training_memory_excess(params) {
+        return Err(GenerativeError::config(
+            "model.t5.d_model",
+            format!(
+                "= {} (d_ff {}, {} heads of {}) would {excess}",
+                t5_config.d_model, t5_config.d_ff, t5_config.n_heads, t5_config.d_kv
+            ),
+        ));
+    }
+    let t5: T5<B> = t5_config.init_seeded(seed, device);
     let examples = training_examples(split, config.positions_per_user);
     let loss = |model: &T5<B>, batch: &[usize], rng: &mut ChaCha8Rng| {
         let pairs: Vec<(&[ItemId], ItemId)> = batch.iter().map(|&i| example(split, examples[i], rng)).collect();

@@ -39,6 +39,25 @@ pub fn drop_out<B: Backend, const D: usize>(x: Tensor<B, D>, p: f64, rng: Option
     x * mask
 }
 
+/// The most memory a model's training state may ask for, in GiB: a bound on sizes read from a
+/// config, so that a typo (`d_model = 4480000`) is a named error rather than an allocation of
+/// terabytes that aborts the process. Far above any model genrec trains (SmolLM2-135M fully
+/// fine-tuned needs about 2 GiB).
+pub const MAX_TRAINING_GIB: f64 = 256.0;
+
+/// `Some(message)` when training a model of `params` f32 parameters would need more than
+/// [`MAX_TRAINING_GIB`] for its weights, gradients and AdamW's two moments (16 bytes per
+/// parameter): the end of an error sentence that names the fields at fault.
+pub fn training_memory_excess(params: f64) -> Option<String> {
+    let gib = params * 16.0 / (1u64 << 30) as f64;
+    (!gib.is_finite() || gib > MAX_TRAINING_GIB).then(|| {
+        format!(
+            "make a model of {params:.3e} parameters: {gib:.0} GiB for its weights, gradients and optimizer \
+             state, above the {MAX_TRAINING_GIB} GiB genrec allows"
+        )
+    })
+}
+
 /// Builds a module with the backend RNG seeded first. Burn's initialisers draw from one
 /// process-wide backend RNG, so seeding and drawing happen under one lock shared by every model
 /// of every genrec crate: models built on other threads at the same time cannot interleave their draws.
@@ -158,6 +177,15 @@ impl<B: Backend> DecoderBlock<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_bound_by_hand() {
+        // 1e9 parameters × 16 bytes = 14.9 GiB: fine; 1e11 = 1,490 GiB: refused with the figure.
+        assert!(training_memory_excess(1e9).is_none());
+        let msg = training_memory_excess(1e11).unwrap();
+        assert!(msg.contains("1490 GiB"), "{msg}");
+        assert!(training_memory_excess(f64::INFINITY).is_some());
+    }
     use burn::backend::Flex;
     use rand::SeedableRng;
 

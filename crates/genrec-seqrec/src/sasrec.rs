@@ -101,6 +101,23 @@ impl SasRecConfig {
         Ok(())
     }
 
+    /// Refuses a model too large to train (see [`genrec_kernels::nn::training_memory_excess`]):
+    /// item and position tables plus the blocks.
+    pub fn check_size(&self, n_items: usize, max_len: usize) -> Result<(), SeqRecError> {
+        let d = self.d_model as f64;
+        let params = (n_items as f64 + 1.0 + max_len as f64) * d + self.n_layers as f64 * 12.0 * d * d;
+        match genrec_kernels::nn::training_memory_excess(params) {
+            Some(excess) => Err(SeqRecError::config(
+                "model.d_model",
+                format!(
+                    "= {} with data.max_history = {max_len} and {n_items} items would {excess}",
+                    self.d_model
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// [`Self::init`] with the backend RNG seeded under the one init lock (see
     /// [`genrec_kernels::nn::init_seeded`]).
     pub fn init_seeded<B: Backend>(&self, n_items: usize, max_len: usize, seed: u64, device: &B::Device) -> SasRec<B> {
@@ -400,6 +417,20 @@ mod tests {
             ..Default::default()
         };
         assert!(cfg.validate().unwrap_err().to_string().contains("not divisible"));
+        let huge = SasRecConfig {
+            d_model: 1 << 22,
+            ..Default::default()
+        };
+        let err = huge.check_size(1000, 50).unwrap_err().to_string();
+        assert!(
+            err.starts_with("model.d_model = 4194304 with data.max_history = 50"),
+            "{err}"
+        );
+        assert!(
+            SasRecConfig::default().check_size(1000, 1 << 40).is_err(),
+            "max_history alone"
+        );
+        assert!(SasRecConfig::default().check_size(12_101, 50).is_ok());
     }
 
     #[test]

@@ -193,6 +193,16 @@ impl IndexConfig {
 
     /// The fields that can be checked without data.
     pub fn validate(&self) -> Result<(), TokenizeError> {
+        // Bounds before any allocation follows from them: codebooks of levels × codes rows.
+        for (field, value, most) in [
+            ("index.levels", self.levels, 64),
+            ("index.codes", self.codes, 1 << 20),
+            ("index.pq_subspaces", self.pq_subspaces, 4096),
+        ] {
+            if value > most {
+                return Err(TokenizeError::config(field, format!("= {value} is above {most}")));
+            }
+        }
         if self.method == IndexMethod::Hybrid && self.hybrid_base == IndexMethod::Hybrid {
             return Err(TokenizeError::config(
                 "index.hybrid_base",
@@ -591,5 +601,14 @@ mod tests {
             .to_string()
             .contains("expected rqvae"));
         assert_eq!("sequential".parse::<IndexMethod>().unwrap(), IndexMethod::Sid);
+        let deep = IndexConfig {
+            levels: 1 << 40,
+            ..IndexConfig::default()
+        };
+        assert!(build(&deep, None)
+            .err()
+            .unwrap()
+            .to_string()
+            .starts_with("index.levels = 1099511627776 is above 64"));
     }
 }

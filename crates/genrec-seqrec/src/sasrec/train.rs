@@ -132,6 +132,7 @@ pub fn train_sasrec<B: AutodiffBackend>(
 ) -> Result<Trained<SasRec<B::InnerBackend>>, SeqRecError> {
     model_config.validate()?;
     config.validate(&eval.ks)?;
+    model_config.check_size(split.n_items, split.max_history)?;
     let seed = run.seed;
     let model: SasRec<B> = model_config.init_seeded(split.n_items, split.max_history, seed, device);
     let data = split.shifted_pairs();
