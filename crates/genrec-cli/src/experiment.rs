@@ -22,12 +22,31 @@ pub fn run(config: &ExperimentConfig, options: &RunOptions) -> Result<PathBuf> {
         options.device,
         dir.display()
     ));
-    config.model.visit(Job {
+    let outcome = config.model.visit(Job {
         config,
         dir: &dir,
         options,
         log: &mut log,
-    })?;
+    });
+    if let Err(e) = outcome {
+        // Say what the failed run left behind rather than leave a silent half-made directory.
+        log.line(&format!("failed: {e:#}"));
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        return Err(anyhow::anyhow!(
+            "{e:#}\n(the run directory {} is left holding {}: `genrec run --resume` it if training had begun, \
+             or delete it)",
+            dir.display(),
+            files.join(", ")
+        ));
+    }
     Ok(dir)
 }
 
