@@ -148,16 +148,26 @@ impl ExperimentConfig {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut table: toml::Table =
             toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        // The user's own file first, so that its errors cite the user's lines (the merged
+        // document below is re-serialised: its line numbers are nobody's).
+        let own = toml::from_str::<ExperimentConfig>(&text);
+        if overrides.is_empty() {
+            return own
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+                .and_then(|config| config.validate().map(|()| config));
+        }
         apply_overrides(&mut table, overrides)?;
-        // Parse the merged document as text so errors quote the offending key and line.
         let merged = toml::to_string(&table)?;
-        let config: ExperimentConfig = toml::from_str(&merged).map_err(|e| {
-            anyhow::anyhow!(
-                "{} (with --set overrides applied): {}",
+        let config: ExperimentConfig = match (own, toml::from_str(&merged)) {
+            (_, Ok(config)) => config,
+            (Err(e), Err(_)) => bail!("{}: {}", path.display(), e.to_string().trim_end()),
+            (Ok(_), Err(e)) => bail!(
+                "{}: the --set overrides {} make it invalid: {}",
                 path.display(),
+                overrides.join(" "),
                 e.to_string().trim_end()
-            )
-        })?;
+            ),
+        };
         config.validate()?;
         Ok(config)
     }

@@ -177,6 +177,34 @@ fn bad_input_gives_named_errors() {
     let config = write_config(tmp.path(), "synthetic:users=50,items=30");
     let c = config.to_str().unwrap();
     assert!(fails(&["run", c, "--set", "model.layers=2"]).contains("unknown field `layers`"));
+    // A mistake in the user's file is reported at the file's own lines, overrides or not.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"b\"\n[data]\ndataset = \"synthetic:users=50,items=30\"\n[model]\nkind = \"sasrec\"\nd_model = \"big\"\n",
+    )
+    .unwrap();
+    let b = bad.to_str().unwrap();
+    for extra in [vec![], vec!["--set", "eval.ks=[1]"]] {
+        let mut args = vec!["run", b];
+        args.extend(extra);
+        let err = fails(&args);
+        // The `[model]` table's line (4): serde's tagged enums drop the inner field's span, but the
+        // line is the user's, not the re-serialised document's.
+        assert!(
+            err.contains("bad.toml") && err.contains("line 4") && err.contains("\"big\", expected usize"),
+            "{err}"
+        );
+    }
+    let err = fails(&[
+        "run",
+        c,
+        "--set",
+        "model.kind=\"sasrec\"",
+        "--set",
+        "model.d_model=\"big\"",
+    ]);
+    assert!(err.contains("the --set overrides"), "{err}");
     // A size typo is a named error with the memory it would take, not an aborting allocation.
     let huge = fails(&[
         "run",
