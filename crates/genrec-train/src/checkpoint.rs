@@ -52,9 +52,36 @@ pub(crate) struct ResumeState {
     pub best_valid: Option<f64>,
     pub waited: usize,
     pub curves: Vec<CurvePoint>,
+    /// SHA-256 of each record file written with this state (`model.bin`, `optim.bin`,
+    /// `best.bin`), checked before loading; empty in states written before checksums existed.
+    #[serde(default)]
+    pub checksums: std::collections::BTreeMap<String, String>,
+}
+
+/// Hex SHA-256 of a file's bytes.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path)?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl ResumeState {
+    /// Checks every record file against the checksum this state holds for it; `Err((file,
+    /// message))` names the file that is missing, unreadable or changed since it was saved.
+    pub(crate) fn verify_files(&self, dir: &Path) -> Result<(), (String, String)> {
+        for (file, want) in &self.checksums {
+            let got = sha256_file(&dir.join(file)).map_err(|e| (file.clone(), e.to_string()))?;
+            if &got != want {
+                return Err((
+                    file.clone(),
+                    "does not match the checksum in state.json: the file was changed or damaged after it was saved"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that the state can belong to a run of `examples` examples in batches of
     /// `steps_per_epoch` steps: `order` a permutation of `0..examples`, counters consistent with
     /// each other. A state that fails was not written by this loop (or was edited).
@@ -144,11 +171,21 @@ pub(crate) fn save_resume<B: AutodiffBackend, M: AutodiffModule<B>, O: Optimizer
             .record(best.clone().into_record(), tmp.join("best"))
             .map_err(|e| err(&e))?;
     }
-    std::fs::write(
-        tmp.join("state.json"),
-        serde_json::to_string(state).map_err(|e| err(&e))?,
-    )
-    .map_err(|e| err(&e))?;
+    let mut checksums = std::collections::BTreeMap::new();
+    for file in ["model.bin", "optim.bin", "best.bin"] {
+        let path = tmp.join(file);
+        if path.exists() {
+            checksums.insert(file.to_string(), sha256_file(&path).map_err(|e| err(&e))?);
+        }
+    }
+    // The state as given, with the checksums of the files just written.
+    let text = serde_json::to_value(state)
+        .and_then(|mut value| {
+            value["checksums"] = serde_json::to_value(&checksums)?;
+            serde_json::to_string(&value)
+        })
+        .map_err(|e| err(&e))?;
+    std::fs::write(tmp.join("state.json"), text).map_err(|e| err(&e))?;
     let target = dir.join("resume");
     let old = dir.join("resume.old");
     let _ = std::fs::remove_dir_all(&old);

@@ -160,6 +160,7 @@ pub fn train_model<B: AutodiffBackend, M: AutodiffModule<B>>(
         state
             .check(task.examples, steps_per_epoch)
             .map_err(|e| err("state.json", &e))?;
+        state.verify_files(&path).map_err(|(file, e)| err(&file, &e))?;
         if path.join("best.bin").exists() {
             let inner = model.valid();
             best = Some(
@@ -259,6 +260,7 @@ pub fn train_model<B: AutodiffBackend, M: AutodiffModule<B>>(
                 best_valid: best.as_ref().map(|_| best_valid),
                 waited,
                 curves: curves.clone(),
+                checksums: Default::default(),
             };
             save_resume(dir, &model, &optim, best.as_ref(), &state)?;
         }

@@ -214,4 +214,29 @@ fn resume_refuses_an_inconsistent_state() {
         .unwrap()
         .to_string();
     assert!(err.contains("resume/state.json"), "{err}");
+    // A record file changed after it was saved fails its checksum, naming the file; a state
+    // without checksums (written before they existed) still resumes.
+    std::fs::write(&path, &original).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(
+        state["checksums"].as_object().unwrap().len(),
+        3,
+        "model.bin, optim.bin and best.bin"
+    );
+    let model = dir.path().join("resume/model.bin");
+    let saved = std::fs::read(&model).unwrap();
+    let mut damaged = saved.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    std::fs::write(&model, &damaged).unwrap();
+    let err = fit(&config(3), with_dir(dir.path(), true), "a", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("resume/model.bin") && err.contains("checksum"), "{err}");
+    std::fs::write(&model, &saved).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(&original).unwrap();
+    state.as_object_mut().unwrap().remove("checksums");
+    std::fs::write(&path, state.to_string()).unwrap();
+    fit(&config(3), with_dir(dir.path(), true), "a", None).unwrap();
 }
