@@ -75,16 +75,18 @@ impl FromStr for DatasetSpec {
         }
         let path = PathBuf::from(s);
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if matches!(ext, "inter" | "csv" | "tsv" | "txt") {
-            if !path.exists() {
-                return Err(DataError::Invalid(format!(
-                    "dataset file {} does not exist",
-                    path.display()
-                )));
-            }
-            return Ok(DatasetSpec::File(path));
+        let readable = matches!(ext, "inter" | "csv" | "tsv" | "txt");
+        let invalid = |why: String| Err(DataError::Invalid(format!("dataset {}: {why}", path.display())));
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => invalid("is a directory; name its .inter, .csv, .tsv or .txt file".into()),
+            Ok(_) if readable => Ok(DatasetSpec::File(path)),
+            Ok(_) => invalid(format!("genrec reads .inter, .csv, .tsv and .txt files, not `.{ext}`")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && readable => invalid("does not exist".into()),
+            // Something is there but cannot be followed or read (a symlink loop, no permission):
+            // the system's reason, not "unknown dataset".
+            Err(e) if std::fs::symlink_metadata(&path).is_ok() => invalid(e.to_string()),
+            Err(_) => Err(unknown()),
         }
-        Err(unknown())
     }
 }
 
@@ -147,6 +149,24 @@ mod tests {
         assert_eq!((c.users, c.items, c.seed), (30, 20, 4));
         let e = "ml-20m".parse::<DatasetSpec>().unwrap_err().to_string();
         assert!(e.contains("unknown dataset `ml-20m`") && e.contains("ml-100k"), "{e}");
+        // Paths: a missing file, a directory, another extension, a symlink loop — each named.
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let err = |s: String| s.parse::<DatasetSpec>().unwrap_err().to_string();
+        assert!(err(at("gone.csv")).ends_with("gone.csv: does not exist"));
+        assert!(err(dir.path().display().to_string()).contains("is a directory"));
+        std::fs::write(dir.path().join("x.json"), "{}").unwrap();
+        assert!(err(at("x.json")).contains("not `.json`"));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(at("b"), at("a")).unwrap();
+            std::os::unix::fs::symlink(at("a"), at("b")).unwrap();
+            let e = err(at("a"));
+            assert!(
+                e.starts_with(&format!("dataset {}", at("a"))) && !e.contains("unknown dataset"),
+                "{e}"
+            );
+        }
         let e = "synthetic:users=x".parse::<DatasetSpec>().unwrap_err().to_string();
         assert!(e.contains("`users`"), "{e}");
         let e = "synthetic:colour=3".parse::<DatasetSpec>().unwrap_err().to_string();
