@@ -240,3 +240,74 @@ fn resume_refuses_an_inconsistent_state() {
     std::fs::write(&path, state.to_string()).unwrap();
     fit(&config(3), with_dir(dir.path(), true), "a", None).unwrap();
 }
+
+/// Resume-state fuzzing: 1,000 seeded mutations of a real `state.json` (byte flips, truncations,
+/// inserted digits, signs, brackets and huge numbers); resuming from each must fail with an error
+/// naming `state.json` or resume correctly — never panic.
+#[test]
+fn resume_survives_mutated_states() {
+    use rand::SeedableRng;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let dir = tempfile::tempdir().unwrap();
+    fit(&config(2), with_dir(dir.path(), false), "a", None).unwrap();
+    let resume = dir.path().join("resume");
+    let pristine: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&resume)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let state = std::fs::read(resume.join("state.json")).unwrap();
+    let words: [&[u8]; 8] = [
+        b"9",
+        b"-",
+        b"[",
+        b"]",
+        b"18446744073709551616",
+        b"1e400",
+        b"null",
+        b"\"",
+    ];
+    let mut panics = Vec::new();
+    for case in 0..1_000u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(case);
+        let mut bytes = state.clone();
+        for _ in 0..rng.random_range(1..=3) {
+            let at = rng.random_range(0..=bytes.len());
+            match rng.random_range(0..3) {
+                0 if at < bytes.len() => bytes[at] ^= 1 << rng.random_range(0..8),
+                1 => bytes.truncate(at.max(bytes.len() / 2)),
+                _ => {
+                    let w = words[rng.random_range(0..words.len())];
+                    bytes.splice(at..at, w.iter().copied());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&resume);
+        std::fs::create_dir_all(&resume).unwrap();
+        for (p, b) in &pristine {
+            std::fs::write(p, b).unwrap();
+        }
+        std::fs::write(resume.join("state.json"), &bytes).unwrap();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            fit(&config(3), with_dir(dir.path(), true), "a", None)
+        }));
+        match outcome {
+            Err(_) => panics.push(case),
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("resume/"),
+                    "case {case}: the error names no resume file: {e}"
+                );
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "resume panicked on mutated states (cases {panics:?})"
+    );
+}
