@@ -415,5 +415,21 @@ mod tests {
             let e = format!("{:#}", ExperimentConfig::load(f.path(), &[set.into()]).unwrap_err());
             assert!(e.contains(want), "{set}: {e}");
         }
+        // NaN and inf in every model's float fields are named errors, never a panic later (a NaN
+        // T5 norm epsilon reached Burn's RMSNorm constructor, which panics).
+        for (kind, set, want) in [
+            ("tiger", "model.t5.norm_eps=nan", "model.t5.norm_eps = NaN"),
+            ("tiger", "model.t5.dropout=nan", "model.t5.dropout"),
+            ("sasrec", "model.dropout=inf", "model.dropout"),
+            ("rpg", "model.temperature=nan", "model.temperature"),
+            ("rpg", "model.resid_dropout=nan", "model.resid_dropout"),
+            ("lightgcn", "model.reg=nan", "model.reg"),
+            ("simgcl", "model.noise_eps=nan", "model.noise_eps"),
+            ("simgcl", "model.cl_temperature=inf", "model.cl_temperature"),
+        ] {
+            let overrides = [format!("model.kind=\"{kind}\""), set.to_string()];
+            let e = format!("{:#}", ExperimentConfig::load(f.path(), &overrides).unwrap_err());
+            assert!(e.contains(want), "{kind} {set}: {e}");
+        }
     }
 }

@@ -150,10 +150,11 @@ impl T5Config {
                 ),
             ));
         }
-        if self.norm_eps <= 0.0 {
+        // `!(x > 0)` also catches NaN (Burn's RMSNorm panics on it).
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
             return Err(GenerativeError::config(
                 "model.t5.norm_eps",
-                format!("= {} must be positive", self.norm_eps),
+                format!("= {} must be a positive number", self.norm_eps),
             ));
         }
         Ok(())
