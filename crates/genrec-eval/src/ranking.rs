@@ -46,6 +46,12 @@ impl Ord for Entry {
     }
 }
 
+/// [`top_k`] of each row of row-major `[users × n_items]` scores (no exclusions): what a
+/// scoring model's `Recommender::recommend` returns.
+pub fn top_k_rows(scores: &[f32], n_items: usize, k: usize) -> Vec<Vec<ItemId>> {
+    scores.chunks(n_items.max(1)).map(|row| top_k(row, k, &[])).collect()
+}
+
 /// The `k` best items by score, best first, skipping `excluded` ids and NaN scores; ties are
 /// broken by the lower id. O(n log k): a bounded heap, never a sort of all items.
 pub fn top_k(scores: &[f32], k: usize, excluded: &[ItemId]) -> Vec<ItemId> {
@@ -217,6 +223,8 @@ mod tests {
         assert_eq!(top_k(&s, 4, &[]), [1, 4, 0, 2]);
         assert_eq!(top_k(&s, 3, &[1]), [4, 0, 2]);
         assert_eq!(top_k(&s, 10, &[]), [1, 4, 0, 2, 5, 6]);
+        let two_users = [0.1f32, 0.9, 0.5, 0.7, 0.2, 0.3];
+        assert_eq!(top_k_rows(&two_users, 3, 2), [vec![1, 2], vec![0, 2]]);
         assert!(top_k(&s, 0, &[]).is_empty());
         // Against a full sort on pseudo-random data with many ties.
         let mut x = 12345u64;

@@ -669,13 +669,7 @@ impl<B: Backend> Recommender for RpgRecommender<B> {
 
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
         match self.config.decode {
-            Decode::Exact => {
-                let n = self.n_items();
-                self.exact_scores(histories)
-                    .chunks(n.max(1))
-                    .map(|row| genrec_eval::ranking::top_k(row, k, &[]))
-                    .collect()
-            }
+            Decode::Exact => genrec_eval::ranking::top_k_rows(&self.exact_scores(histories), self.n_items(), k),
             Decode::Graph => {
                 let (m, codes) = (self.model.m, self.model.k);
                 let log_probs = self.model.digit_log_probs(histories, &self.index);

@@ -31,10 +31,7 @@ impl<B: Backend> Recommender for SasRecRecommender<B> {
 
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
         let scores = self.scores(histories).unwrap_or_default();
-        scores
-            .chunks(self.n_items())
-            .map(|row| genrec_eval::ranking::top_k(row, k, &[]))
-            .collect()
+        genrec_eval::ranking::top_k_rows(&scores, self.n_items(), k)
     }
 
     fn scores(&self, histories: &[&[ItemId]]) -> Option<Vec<f32>> {
