@@ -22,7 +22,11 @@
 //!   over several prompts (left-padded, KV-cached), each prompt under its own constraint (free
 //!   text up to a stop token, or a prefix trie of item tokens).
 //!
-//! Not built yet: sampling, LoRA.
+//! - [`lora`]: LoRA adapters on any of a block's seven projections (seeded, B = 0 at start),
+//!   the checkpoint's weights frozen, adapters merged for inference; added-token rows kept apart
+//!   so they train while the vocabulary they extend stays frozen.
+//!
+//! Not built yet: sampling.
 //!
 //! ```no_run
 //! use genrec_llm::gguf::GgufFile;
@@ -40,11 +44,13 @@ pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod loader;
+pub mod lora;
 pub mod tokenizer;
 
 pub use error::LlmError;
 pub use gguf::{GgmlType, GgufError, GgufFile, TensorInfo, Value, ValueType};
 pub use llama::{Llama, LlamaConfig, RopeStyle};
+pub use lora::{LoraConfig, LoraTarget};
 pub use tokenizer::Tokenizer;
 
 /// The real SmolLM2 checkpoint for tests, opened once per test binary: `None` (with a message)

@@ -17,11 +17,14 @@ use burn::nn::{Linear, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use genrec_kernels::{linear_rows, MASKED};
+use genrec_kernels::MASKED;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::gguf::GgufFile;
 use crate::loader::{BlockWeights, LlamaWeights};
+use crate::lora::{Adapter, LoraConfig, LoraTarget, Proj};
 
 /// Which element pairs a rotary embedding rotates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,14 +82,14 @@ impl LlamaConfig {
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     attn_norm: RmsNorm<B>,
-    q: Linear<B>,
-    k: Linear<B>,
-    v: Linear<B>,
-    o: Linear<B>,
+    q: Proj<B>,
+    k: Proj<B>,
+    v: Proj<B>,
+    o: Proj<B>,
     ffn_norm: RmsNorm<B>,
-    gate: Linear<B>,
-    up: Linear<B>,
-    down: Linear<B>,
+    gate: Proj<B>,
+    up: Proj<B>,
+    down: Proj<B>,
 }
 
 /// What every block of one forward shares: the rotary tables of the input positions (`[batch, 1,
@@ -135,18 +138,33 @@ impl<B: Backend> Block<B> {
     /// # Shapes
     /// - `x`: `[batch, len, d_model]`; output the same
     /// - `cache`: `[batch, n_kv_heads, cache_len, head_dim]` keys and values, `None` when empty
+    ///
+    /// `rng` = training: LoRA dropout drawn from it.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         attention: &Attention<B>,
         cache: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+        mut rng: Option<&mut ChaCha8Rng>,
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (attention.n_heads, attention.n_kv_heads, attention.head_dim);
         let h = self.attn_norm.forward(x.clone());
-        let q = linear_rows(&self.q, h.clone()).reshape([b, t, nh, hd]).swap_dims(1, 2);
-        let k = linear_rows(&self.k, h.clone()).reshape([b, t, nkv, hd]).swap_dims(1, 2);
-        let v = linear_rows(&self.v, h).reshape([b, t, nkv, hd]).swap_dims(1, 2);
+        let q = self
+            .q
+            .forward(h.clone(), rng.as_deref_mut())
+            .reshape([b, t, nh, hd])
+            .swap_dims(1, 2);
+        let k = self
+            .k
+            .forward(h.clone(), rng.as_deref_mut())
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2);
+        let v = self
+            .v
+            .forward(h, rng.as_deref_mut())
+            .reshape([b, t, nkv, hd])
+            .swap_dims(1, 2);
         let q = attention.rotate(q);
         let k = attention.rotate(k);
         let (k, v) = match cache.take() {
@@ -168,13 +186,36 @@ impl<B: Backend> Block<B> {
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
         let scores = scores.mask_fill(attention.mask.clone(), MASKED);
         let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
-        let x = x + linear_rows(&self.o, attn);
+        let x = x + self.o.forward(attn, rng.as_deref_mut());
         let h = self.ffn_norm.forward(x.clone());
-        let ffn = linear_rows(
-            &self.down,
-            silu(linear_rows(&self.gate, h.clone())) * linear_rows(&self.up, h),
-        );
-        x + ffn
+        let gated = silu(self.gate.forward(h.clone(), rng.as_deref_mut())) * self.up.forward(h, rng.as_deref_mut());
+        x + self.down.forward(gated, rng)
+    }
+
+    /// The projection `target`.
+    pub(crate) fn proj_mut(&mut self, target: LoraTarget) -> &mut Proj<B> {
+        match target {
+            LoraTarget::Q => &mut self.q,
+            LoraTarget::K => &mut self.k,
+            LoraTarget::V => &mut self.v,
+            LoraTarget::O => &mut self.o,
+            LoraTarget::Gate => &mut self.gate,
+            LoraTarget::Up => &mut self.up,
+            LoraTarget::Down => &mut self.down,
+        }
+    }
+
+    /// The projection `target`.
+    pub fn proj(&self, target: LoraTarget) -> &Proj<B> {
+        match target {
+            LoraTarget::Q => &self.q,
+            LoraTarget::K => &self.k,
+            LoraTarget::V => &self.v,
+            LoraTarget::O => &self.o,
+            LoraTarget::Gate => &self.gate,
+            LoraTarget::Up => &self.up,
+            LoraTarget::Down => &self.down,
+        }
     }
 }
 
@@ -220,12 +261,17 @@ impl<B: Backend> KvCache<B> {
 /// The decoder.
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
-    /// `[vocab, d_model]`
+    /// `[vocab, d_model]` (the checkpoint's tokens)
     embed: Param<Tensor<B, 2>>,
+    /// Rows of added tokens `[added, d_model]` (ids `vocab..vocab + added`), kept apart so they
+    /// can train while the checkpoint's rows stay frozen; `None` = no added tokens.
+    added: Option<Param<Tensor<B, 2>>>,
     blocks: Vec<Block<B>>,
     norm: RmsNorm<B>,
     /// Untied head `[d_model, vocab]`; `None` = tied to `embed`.
     head: Option<Param<Tensor<B, 2>>>,
+    /// Untied head columns of added tokens `[d_model, added]`.
+    added_head: Option<Param<Tensor<B, 2>>>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -234,14 +280,14 @@ pub struct Llama<B: Backend> {
 }
 
 /// A bias-free linear layer from a row-major `[out, in]` matrix (the checkpoint layout).
-fn linear<B: Backend>(rows_out_in: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Linear<B> {
-    Linear {
+fn linear<B: Backend>(rows_out_in: Vec<f32>, d_out: usize, d_in: usize, device: &B::Device) -> Proj<B> {
+    Proj::new(Linear {
         weight: Param::from_tensor(Tensor::from_data(
             TensorData::new(transpose(&rows_out_in, d_out, d_in), [d_in, d_out]),
             device,
         )),
         bias: None,
-    }
+    })
 }
 
 /// Row-major `[rows, cols]` → row-major `[cols, rows]` on the host, so weights are stored
@@ -337,9 +383,11 @@ impl<B: Backend> Llama<B> {
         });
         Ok(Llama {
             embed: Param::from_tensor(Tensor::from_data(TensorData::new(w.embed, [c.vocab_size, d]), device)),
+            added: None,
             blocks,
             norm: rms_norm(w.norm, c.rms_eps, device),
             head,
+            added_head: None,
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
@@ -348,7 +396,8 @@ impl<B: Backend> Llama<B> {
         })
     }
 
-    /// The weights back on the host, Hugging Face layout.
+    /// The weights back on the host, Hugging Face layout; LoRA adapters merged, added tokens
+    /// appended to the vocabulary.
     pub fn to_weights(&self) -> Result<LlamaWeights, LlmError> {
         let host = |t: Tensor<B, 2>| -> Result<Vec<f32>, LlmError> {
             t.into_data()
@@ -363,7 +412,13 @@ impl<B: Backend> Llama<B> {
                 .map_err(|e| LlmError::Weights(format!("{e:?}")))
         };
         // Linear weights are stored `[in, out]`; the checkpoint layout is `[out, in]`.
-        let out_in = |l: &Linear<B>| host(l.weight.val().transpose());
+        let out_in = |p: &Proj<B>| {
+            let w = match &p.lora {
+                Some(adapter) => p.base.weight.val() + adapter.delta(),
+                None => p.base.weight.val(),
+            };
+            host(w.transpose())
+        };
         let blocks = self
             .blocks
             .iter()
@@ -381,11 +436,16 @@ impl<B: Backend> Llama<B> {
                 })
             })
             .collect::<Result<Vec<_>, LlmError>>()?;
+        let head = match (&self.head, &self.added_head) {
+            (Some(h), Some(a)) => Some(Tensor::cat(vec![h.val(), a.val()], 1)),
+            (Some(h), None) => Some(h.val()),
+            (None, _) => None,
+        };
         Ok(LlamaWeights {
-            embed: host(self.embed.val())?,
+            embed: host(self.embedding())?,
             blocks,
             norm: host1(self.norm.gamma.val())?,
-            head: self.head.as_ref().map(|h| host(h.val().transpose())).transpose()?,
+            head: head.map(|h| host(h.transpose())).transpose()?,
         })
     }
 
@@ -446,14 +506,43 @@ impl<B: Backend> Llama<B> {
         cache: &mut KvCache<B>,
         layers: &[usize],
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
+        self.run(tokens, positions, pad, cache, layers, None)
+    }
+
+    /// As [`hidden`](Self::hidden) from an empty cache, for training: LoRA dropout is drawn from
+    /// `rng`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, len]`; `pad`: `[batch, len]`; output `[batch, len, d_model]`
+    pub fn hidden_train(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        rng: &mut ChaCha8Rng,
+    ) -> Tensor<B, 3> {
+        let mut cache = KvCache::new(self.blocks.len());
+        self.run(tokens, positions, pad, &mut cache, &[], Some(rng)).0
+    }
+
+    fn run(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        cache: &mut KvCache<B>,
+        layers: &[usize],
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
         let mut kept: Vec<Option<Tensor<B, 3>>> = vec![None; layers.len()];
         let device = tokens.device();
         let [b, t] = tokens.dims();
         let past = cache.len();
         let total = past + t;
         let (cos, sin) = self.rope_tables(positions, &device);
-        let d = self.embed.val().dims()[1];
-        let mut x = self.embed.val().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        let embedding = self.embedding();
+        let d = embedding.dims()[1];
+        let mut x = embedding.select(0, tokens.reshape([b * t])).reshape([b, t, d]);
         // Causal mask over cache + input: query i (absolute past + i) sees keys ≤ past + i.
         let causal: Vec<bool> = (0..t).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
         let mut mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(causal, [1, 1, t, total]), &device)
@@ -472,7 +561,7 @@ impl<B: Backend> Llama<B> {
             head_dim: self.head_dim,
         };
         for (l, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, &attention, &mut cache.layers[l]);
+            x = block.forward(x, &attention, &mut cache.layers[l], rng.as_deref_mut());
             for (slot, _) in layers.iter().enumerate().filter(|(_, &want)| want == l) {
                 kept[slot] = Some(x.clone());
             }
@@ -523,37 +612,154 @@ impl<B: Backend> Llama<B> {
     /// - `hidden`: `[batch, len, d_model]`, output `[batch, len, vocab]`
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, t, d] = hidden.dims();
-        let w = match &self.head {
-            Some(h) => h.val(),
-            None => self.embed.val().transpose(),
-        };
+        let w = self.head_rows().transpose();
         let v = w.dims()[1];
         hidden.reshape([b * t, d]).matmul(w).reshape([b, t, v])
     }
 
-    /// Vocabulary size (rows of the embedding).
+    /// The output head as rows, `[vocab, d_model]` (the embedding when tied): logits are
+    /// `hidden · head_rowsᵀ` (what a fused cross-entropy takes).
+    pub fn head_rows(&self) -> Tensor<B, 2> {
+        match (&self.head, &self.added_head) {
+            (Some(h), Some(a)) => Tensor::cat(vec![h.val(), a.val()], 1).transpose(),
+            (Some(h), None) => h.val().transpose(),
+            (None, _) => self.embedding(),
+        }
+    }
+
+    /// The input embedding with the added tokens' rows, `[vocab, d_model]`.
+    pub fn embedding(&self) -> Tensor<B, 2> {
+        match &self.added {
+            Some(a) => Tensor::cat(vec![self.embed.val(), a.val()], 0),
+            None => self.embed.val(),
+        }
+    }
+
+    /// Vocabulary size (rows of the embedding, added tokens included).
     pub fn vocab_size(&self) -> usize {
+        self.base_vocab_size() + self.added_tokens()
+    }
+
+    /// Tokens of the checkpoint's own vocabulary.
+    pub fn base_vocab_size(&self) -> usize {
         self.embed.val().dims()[0]
     }
 
+    /// Tokens appended by [`grow_vocab`](Self::grow_vocab).
+    pub fn added_tokens(&self) -> usize {
+        self.added.as_ref().map_or(0, |a| a.val().dims()[0])
+    }
+
+    /// `d_model`.
+    pub fn d_model(&self) -> usize {
+        self.embed.val().dims()[1]
+    }
+
     /// Appends `n` token rows (new item-code tokens, see `Tokenizer::add_tokens`) to the embedding
-    /// and an untied head, each initialised to the mean of the existing rows, so a new token
-    /// starts as an "average" token and the old tokens' logits do not change.
+    /// and an untied head, each initialised to the mean of the checkpoint's rows, so a new token
+    /// starts as an "average" token and the old tokens' logits do not change. (LC-Rec's
+    /// `resize_token_embeddings` draws them from N(0, 0.02²) instead; the mean keeps a new code's
+    /// first logits near the vocabulary's, which a 135M model with a tied head learns from faster.)
     pub fn grow_vocab(mut self, n: usize) -> Self {
         if n == 0 {
             return self;
         }
-        let embed = self.embed.val();
-        let [v, d] = embed.dims();
-        let mean = embed.clone().mean_dim(0).expand([n, d]);
-        self.embed = Param::from_tensor(Tensor::cat(vec![embed, mean], 0));
-        if let Some(head) = self.head.take() {
-            let head = head.val();
-            let mean = head.clone().mean_dim(1).expand([d, n]);
-            self.head = Some(Param::from_tensor(Tensor::cat(vec![head, mean], 1)));
+        let d = self.d_model();
+        let device = self.embed.val().device();
+        // Built from host values: a fresh leaf that can train (an expression of `embed` cannot).
+        let leaf = |t: Tensor<B, 2>| Tensor::<B, 2>::from_data(t.into_data(), &device);
+        let mean = leaf(self.embed.val().mean_dim(0).expand([n, d]));
+        self.added = Some(Param::from_tensor(match self.added.take() {
+            Some(a) => Tensor::cat(vec![a.val(), mean], 0),
+            None => mean,
+        }));
+        if let Some(head) = &self.head {
+            let mean = leaf(head.val().mean_dim(1).expand([d, n]));
+            self.added_head = Some(Param::from_tensor(match self.added_head.take() {
+                Some(a) => Tensor::cat(vec![a.val(), mean], 1),
+                None => mean,
+            }));
         }
-        debug_assert_eq!(self.vocab_size(), v + n);
         self
+    }
+
+    /// Attaches a fresh LoRA adapter (A seeded by `seed`, B zero) to each projection named in
+    /// `config.targets` of every block; the model's outputs do not change until B trains.
+    pub fn with_lora(mut self, config: &LoraConfig, seed: u64) -> Result<Self, LlmError> {
+        config.validate("lora")?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let device = self.embed.val().device();
+        for block in &mut self.blocks {
+            for &target in &config.targets {
+                let proj = block.proj_mut(target);
+                let [d_in, d_out] = proj.dims();
+                proj.lora = Some(Adapter::new(d_in, d_out, config, &mut rng, &device));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Freezes the checkpoint's weights (embedding rows, norms, projections, head) so that only
+    /// LoRA adapters and added-token rows receive gradients.
+    pub fn freeze_base(mut self) -> Self {
+        self.embed = self.embed.set_require_grad(false);
+        self.norm = self.norm.no_grad();
+        self.head = self.head.map(|h| h.set_require_grad(false));
+        for block in &mut self.blocks {
+            block.attn_norm = block.attn_norm.clone().no_grad();
+            block.ffn_norm = block.ffn_norm.clone().no_grad();
+            for target in LoraTarget::ALL {
+                let proj = block.proj_mut(target);
+                proj.base = proj.base.clone().no_grad();
+            }
+        }
+        self
+    }
+
+    /// Folds every adapter into its projection (`W + (α/r)·A·B`): the same outputs, no adapter
+    /// cost at inference.
+    pub fn merge_lora(mut self) -> Self {
+        for block in &mut self.blocks {
+            for target in LoraTarget::ALL {
+                let proj = block.proj_mut(target);
+                let p = std::mem::replace(proj, Proj::new(proj.base.clone()));
+                *proj = p.merged();
+            }
+        }
+        self
+    }
+
+    /// The blocks, in order.
+    pub fn blocks(&self) -> &[Block<B>] {
+        &self.blocks
+    }
+
+    /// The checkpoint's own embedding rows `[base_vocab, d]` (frozen by [`freeze_base`](Self::freeze_base)).
+    pub fn embed_param(&self) -> &Param<Tensor<B, 2>> {
+        &self.embed
+    }
+
+    pub(crate) fn blocks_mut(&mut self) -> &mut [Block<B>] {
+        &mut self.blocks
+    }
+
+    /// The added tokens' embedding rows `[added, d]` and untied head columns `[d, added]`.
+    pub fn added_rows(&self) -> (Option<Tensor<B, 2>>, Option<Tensor<B, 2>>) {
+        (
+            self.added.as_ref().map(|a| a.val()),
+            self.added_head.as_ref().map(|a| a.val()),
+        )
+    }
+
+    /// Replaces the added tokens' rows (a checkpoint of what changed; shapes checked by the caller).
+    pub(crate) fn set_added_rows(&mut self, embed: Tensor<B, 2>, head: Option<Tensor<B, 2>>) {
+        self.added = Some(Param::from_tensor(embed));
+        self.added_head = head.map(Param::from_tensor);
+    }
+
+    /// Whether the head is untied from the embedding.
+    pub fn untied(&self) -> bool {
+        self.head.is_some()
     }
 }
 

@@ -118,6 +118,29 @@ fn collect(
     })
 }
 
+/// Weights for a model trained from scratch (or a tiny model in tests): norms 1, every other
+/// tensor N(0, 0.02²) as Hugging Face's `LlamaPreTrainedModel` initialises them, drawn from a
+/// ChaCha8 stream seeded by `seed`.
+pub fn random_weights(config: &LlamaConfig, seed: u64) -> Result<LlamaWeights, LlmError> {
+    use rand::{Rng, SeedableRng};
+    config.validate()?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // Box–Muller: two uniforms, one normal (the second is dropped for simplicity).
+    let mut normal = move || {
+        let u: f64 = 1.0 - rng.random::<f64>();
+        let v: f64 = rng.random::<f64>();
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * 0.02) as f32
+    };
+    collect(config, |name, shape| {
+        let n: usize = shape.iter().product();
+        Ok(if name.ends_with("norm.weight") {
+            vec![1.0; n]
+        } else {
+            (0..n).map(|_| normal()).collect()
+        })
+    })
+}
+
 /// The GGUF name of a Hugging Face name (through the key map).
 fn gguf_name(hf: &str) -> String {
     if let Some(&(_, g)) = GLOBAL_KEYS.iter().find(|(h, _)| *h == hf) {
