@@ -9,6 +9,7 @@
 //! the README); each will get its own module here.
 
 mod error;
+pub mod lcrec;
 pub mod rpg;
 pub mod t5;
 pub mod tiger;
