@@ -56,6 +56,16 @@ tiger-beauty *ARGS:
     {{genrec}} run experiments/tiger-beauty.toml {{ARGS}}
 tiger-toys *ARGS:
     {{genrec}} run experiments/tiger-toys.toml {{ARGS}}
+# LC-Rec: SmolLM2 (first 8 blocks on a CPU) taught RQ-VAE code tokens by alignment tasks, LoRA.
+# `just lcrec-ml100k --set model.tasks.item2index=0 ...` for the sequential-only ablation.
+lcrec-ml100k *ARGS:
+    {{genrec}} run experiments/lcrec-ml100k.toml {{ARGS}}
+lcrec-ml1m *ARGS:
+    {{genrec}} run experiments/lcrec-ml1m.toml {{ARGS}}
+lcrec-beauty *ARGS:
+    {{genrec}} run experiments/lcrec-beauty.toml {{ARGS}}
+lcrec-toys *ARGS:
+    {{genrec}} run experiments/lcrec-toys.toml {{ARGS}}
 
 # Graph CF on RLMRec's amazon-book split (GENREC_DATA_DIR must hold rlmrec/amazon-book).
 lightgcn-amazon-book *ARGS:

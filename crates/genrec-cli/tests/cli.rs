@@ -662,6 +662,38 @@ fn tiger_trains_end_to_end_over_its_own_index() {
 }
 
 #[test]
+fn lcrec_trains_end_to_end_on_smollm2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("lcrec.toml");
+    std::fs::write(
+        &config,
+        "name = \"lcrec-e2e\"\n[data]\ndataset = \"synthetic:users=40,items=20\"\nmax_history = 10\n\
+         [index]\nmethod = \"cid\"\nn_clusters = 4\nmax_leaf = 6\n\
+         [model]\nkind = \"lcrec\"\nlayers = 1\npositions_per_user = 1\nmax_history = 5\nbeam = 10\n\
+         [model.lora]\nrank = 4\n\
+         [train]\nepochs = 1\nbatch_size = 16\nlr = 0.001\neval_every = 1\nvalid_users = 10\n[eval]\nks = [5, 10]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = tmp.path().join("runs");
+    let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
+    for f in ["index.json", "adapters.safetensors", "metrics.json", "log.txt"] {
+        assert!(dir.join(f).exists(), "missing {f}");
+    }
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(log.contains("lcrec examples per epoch: seqrec 40 (0 skipped"), "{log}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["model"], "lcrec");
+    assert_eq!(
+        metrics["invalid@10"], 0.0,
+        "trie-constrained beams name real items: {metrics}"
+    );
+    assert!(fails(&["run", c, "--set", "model.lora.rank=0"]).contains("model.lora.rank"));
+    assert!(fails(&["run", c, "--set", "index.method=\"opq\""]).contains("LC-Rec"));
+}
+
+#[test]
 fn rpg_trains_end_to_end_over_opq_digits() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("rpg.toml");

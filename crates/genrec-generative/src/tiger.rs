@@ -104,7 +104,7 @@ pub fn check_index_config(index: &IndexConfig) -> Result<(), GenerativeError> {
     if index.method != IndexMethod::Hybrid && index.collisions == Collisions::None {
         return Err(GenerativeError::config(
             "index.collisions",
-            "= \"none\" cannot give TIGER a conflict-free index: use dedup or sinkhorn",
+            "= \"none\" cannot give a trie-decoded model (TIGER, LC-Rec) one tuple per item: use dedup or sinkhorn",
         ));
     }
     Ok(())

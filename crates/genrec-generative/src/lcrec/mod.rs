@@ -381,6 +381,13 @@ pub fn train_lcrec<B: AutodiffBackend>(
         config.max_history,
         seed,
     );
+    let mut run = run;
+    let counts: Vec<String> = built
+        .counts
+        .iter()
+        .map(|(task, kept, skipped)| format!("{} {kept} ({skipped} skipped: no item text)", task.name()))
+        .collect();
+    (run.log)(&format!("lcrec examples per epoch: {}", counts.join(", ")));
     let sources = built.sources;
     if sources.is_empty() {
         return Err(GenerativeError::config(
