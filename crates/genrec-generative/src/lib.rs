@@ -3,10 +3,11 @@
 //! Recommenders that *generate* the next item's ID as a token sequence, behind genrec-eval's
 //! [`Recommender`](genrec_eval::Recommender): [`tiger`] (Rajput et al., NeurIPS 2023) on the
 //! [`t5`] encoder–decoder, and [`rpg`] (Hou et al., KDD 2025: long product-quantised IDs, all digits
-//! predicted in parallel by a causal decoder). TIGER's decoding goes through genrec-decode's one batched beam search
-//! ([`genrec_decode::beam_search`]), constrained by the item index's prefix trie; training
-//! through genrec-train's loop. P5, LC-Rec and SETRec are not built yet (listed as absent in
-//! the README); each will get its own module here.
+//! predicted in parallel by a causal decoder) and [`lcrec`] (Zheng et al., ICDE 2024: SmolLM2 taught
+//! the index's code tokens through alignment tasks, LoRA). TIGER's and LC-Rec's decoding goes
+//! through genrec-decode's one batched beam search ([`genrec_decode::beam_search`]), constrained
+//! by a prefix trie of the items; training through genrec-train's loop. P5 and SETRec are not
+//! built yet (listed as absent in the README); each will get its own module here.
 
 mod error;
 pub mod lcrec;

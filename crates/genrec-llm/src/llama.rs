@@ -94,7 +94,8 @@ pub struct Block<B: Backend> {
 
 /// What every block of one forward shares: the rotary tables of the input positions (`[batch, 1,
 /// len, head_dim/2]`), the rotation convention, and the attention mask over cache + input
-/// (`[batch, n_heads, len, cache_len + len]`, true = not attended).
+/// (`[batch, n_kv_heads, group · len, cache_len + len]` with `group = n_heads / n_kv_heads`, true =
+/// not attended).
 pub struct Attention<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
@@ -172,20 +173,19 @@ impl<B: Backend> Block<B> {
             None => (k, v),
         };
         *cache = Some((k.clone(), v.clone()));
-        let total = k.dims()[2];
-        // Grouped-query attention: query head h reads key/value head h / group.
+        // Grouped-query attention: query head h reads key/value head h / group. The `group`
+        // query heads of one key/value head are stacked as `group · t` rows against its keys,
+        // so the keys and values are never copied out per query head (an expand + reshape of
+        // the whole cache in every layer and decoding step).
         let group = nh / nkv;
-        let k = k
-            .unsqueeze_dim::<5>(2)
-            .expand([b, nkv, group, total, hd])
-            .reshape([b, nh, total, hd]);
-        let v = v
-            .unsqueeze_dim::<5>(2)
-            .expand([b, nkv, group, total, hd])
-            .reshape([b, nh, total, hd]);
+        let q = q.reshape([b, nkv, group * t, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
         let scores = scores.mask_fill(attention.mask.clone(), MASKED);
-        let attn = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, nh * hd]);
+        let attn = softmax(scores, 3)
+            .matmul(v)
+            .reshape([b, nh, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, nh * hd]);
         let x = x + self.o.forward(attn, rng.as_deref_mut());
         let h = self.ffn_norm.forward(x.clone());
         let gated = silu(self.gate.forward(h.clone(), rng.as_deref_mut())) * self.up.forward(h, rng.as_deref_mut());
@@ -550,12 +550,19 @@ impl<B: Backend> Llama<B> {
         if let Some(pad) = pad {
             mask = mask.bool_or(pad.reshape([b, 1, 1, total]).expand([b, 1, t, total]));
         }
-        // One mask for every layer and head.
+        // One mask for every layer and head, laid out as the grouped scores are: `[batch,
+        // n_kv_heads, group · len, total]`, the same `[len, total]` block for each query head.
+        let group = self.n_heads / self.n_kv_heads;
+        let mask = mask
+            .unsqueeze_dim::<5>(1)
+            .expand([b, group, 1, t, total])
+            .reshape([b, 1, group * t, total])
+            .expand([b, self.n_kv_heads, group * t, total]);
         let attention = Attention {
             cos,
             sin,
             interleaved: self.interleaved,
-            mask: mask.expand([b, self.n_heads, t, total]),
+            mask,
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: self.head_dim,
@@ -727,6 +734,22 @@ impl<B: Backend> Llama<B> {
             }
         }
         self
+    }
+
+    /// The model as decoding wants it — adapters merged, added rows folded into the vocabulary,
+    /// and the head stored as its own contiguous `[d_model, vocab]` matrix (a tied head is
+    /// otherwise the embedding transposed, a view that every logits matmul copies on the CPU
+    /// backends). The same logits; the head is untied from then on (its memory is doubled).
+    pub fn prepared_for_decoding(self) -> Self {
+        let mut model = self.merge_lora();
+        let embed = model.embedding();
+        let device = embed.device();
+        let head = Tensor::<B, 2>::from_data(model.head_rows().transpose().into_data(), &device);
+        model.embed = Param::from_tensor(embed);
+        model.added = None;
+        model.added_head = None;
+        model.head = Some(Param::from_tensor(head));
+        model
     }
 
     /// The blocks, in order.

@@ -528,6 +528,9 @@ mod tests {
                 max_diff(&unmerged, &before) > 1e-3,
                 "the perturbed adapters must change the logits"
             );
+            let prepared = logits(&adapted.clone().prepared_for_decoding());
+            let diff = max_diff(&prepared, &unmerged);
+            assert!(diff < 1e-4, "prepared-for-decoding vs unmerged logits differ by {diff}");
             let merged = adapted.merge_lora();
             assert!(merged
                 .blocks()

@@ -241,6 +241,17 @@ pub fn response_loss<B: AutodiffBackend>(
     linear_cross_entropy(picked, model.head_rows(), targets)
 }
 
+/// The checkpoint in `file` with its first `layers` blocks (0 = all).
+fn first_blocks<B: Backend>(file: &GgufFile, layers: usize, device: &B::Device) -> Result<Llama<B>, GenerativeError> {
+    let llm = |e: genrec_llm::LlmError| GenerativeError::config("model", format!("SmolLM2: {e}"));
+    let (model, llama) = Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device).map_err(llm)?;
+    if layers == 0 || layers >= llama.n_layers {
+        Ok(model)
+    } else {
+        model.keep_first(layers).map_err(llm)
+    }
+}
+
 /// SmolLM2 with `config.layers` blocks kept, the code tokens added and (LoRA) adapters attached,
 /// the checkpoint's weights frozen.
 pub fn base_model<B: Backend>(
@@ -251,12 +262,7 @@ pub fn base_model<B: Backend>(
     device: &B::Device,
 ) -> Result<Llama<B>, GenerativeError> {
     let llm = |e: genrec_llm::LlmError| GenerativeError::config("model", format!("SmolLM2: {e}"));
-    let (model, llama) = Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device).map_err(llm)?;
-    let model = if config.layers == 0 || config.layers >= llama.n_layers {
-        model
-    } else {
-        model.keep_first(config.layers).map_err(llm)?
-    };
+    let model = first_blocks::<B>(file, config.layers, device)?;
     let added = vocabulary.tokenizer.vocab_size() - model.vocab_size();
     let model = model.grow_vocab(added);
     Ok(match config.tuning {
@@ -274,10 +280,10 @@ pub struct LcRecRecommender<B: Backend> {
 }
 
 impl<B: Backend> LcRecRecommender<B> {
-    /// Adapters (if any) folded into the weights for decoding.
+    /// Adapters (if any) and code rows folded into the weights for decoding.
     pub fn new(model: Llama<B>, vocabulary: CodeVocabulary, index: ItemIndex, config: LcRecConfig) -> Self {
         LcRecRecommender {
-            model: model.merge_lora(),
+            model: model.prepared_for_decoding(),
             vocabulary,
             index,
             config,
@@ -443,12 +449,7 @@ pub fn load_lcrec<B: Backend>(
     let llm = |e: genrec_llm::LlmError| GenerativeError::config("model", e.to_string());
     let tokenizer = Tokenizer::from_gguf(file).map_err(llm)?;
     let vocabulary = CodeVocabulary::new(tokenizer, index)?;
-    let (model, llama) = Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device).map_err(llm)?;
-    let model = if config.layers == 0 || config.layers >= llama.n_layers {
-        model
-    } else {
-        model.keep_first(config.layers).map_err(llm)?
-    };
+    let model = first_blocks::<B>(file, config.layers, device)?;
     let (model, _) = load_delta(model, adapters).map_err(llm)?;
     if model.vocab_size() != vocabulary.tokenizer.vocab_size() {
         return Err(GenerativeError::config(
