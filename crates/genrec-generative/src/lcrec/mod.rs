@@ -74,6 +74,10 @@ pub struct LcRecConfig {
     pub max_tokens: usize,
     /// Beam width (LC-Rec: 20; at least the largest eval K).
     pub beam: usize,
+    /// Decode through the trie of items (default true). `false` is the reference's per-level
+    /// mask (any code of level l at position l, then `<|im_end|>`), whose tuples may name no
+    /// item: they are reported as invalid ids (`invalid@K`).
+    pub constrained: bool,
     /// Users decoded together.
     pub decode_batch: usize,
 }
@@ -89,6 +93,7 @@ impl Default for LcRecConfig {
             max_history: 20,
             max_tokens: 1024,
             beam: 20,
+            constrained: true,
             decode_batch: 8,
         }
     }
@@ -130,6 +135,21 @@ impl LcRecConfig {
     }
 }
 
+impl LcRecConfig {
+    /// The fields that shape training, as `--resume` compares them: decoding settings (`beam`,
+    /// `constrained`, `decode_batch`) may change on a finished run, which then re-evaluates
+    /// without training (the unconstrained ablation of a trained model).
+    pub fn trained_part(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            for key in ["beam", "constrained", "decode_batch"] {
+                map.remove(key);
+            }
+        }
+        value
+    }
+}
+
 /// Item `i`'s code tokens followed by `<|im_end|>`, as token ids.
 fn item_tokens(index: &ItemIndex, first_code: u32, offsets: &[u32], eos: u32, item: ItemId) -> Vec<u32> {
     let mut t: Vec<u32> = index
@@ -149,6 +169,8 @@ pub struct CodeVocabulary {
     pub codes: CodeWriter,
     /// Every item's response tokens (codes + `<|im_end|>`), as a trie.
     pub trie: Trie,
+    /// The reference's per-level mask: level l's code tokens at position l, then `<|im_end|>`.
+    pub level_tokens: Vec<std::ops::Range<u32>>,
 }
 
 impl CodeVocabulary {
@@ -169,13 +191,24 @@ impl CodeVocabulary {
         let tuples: Vec<Vec<u32>> = (0..index.n_items() as ItemId)
             .map(|i| item_tokens(index, first, &offsets, eos, i))
             .collect();
+        let mut level_tokens: Vec<std::ops::Range<u32>> = offsets
+            .iter()
+            .zip(&index.codebook_sizes)
+            .map(|(&o, &k)| first + o..first + o + k)
+            .collect();
+        level_tokens.push(eos..eos + 1);
         let trie = Trie::build(&tuples).map_err(|e| {
             GenerativeError::config(
                 "index.collisions",
                 format!("LC-Rec needs one code tuple per item ({e}): use sinkhorn or dedup"),
             )
         })?;
-        Ok(CodeVocabulary { tokenizer, codes, trie })
+        Ok(CodeVocabulary {
+            tokenizer,
+            codes,
+            trie,
+            level_tokens,
+        })
     }
 
     /// Tokens of a ChatML user turn and the opening of the assistant's.
@@ -323,17 +356,26 @@ impl<B: Backend> Recommender for LcRecRecommender<B> {
             .chunks(self.config.decode_batch)
             .flat_map(|chunk| {
                 let prompts: Vec<Vec<u32>> = chunk.iter().map(|h| self.history_prompt(h)).collect();
-                let constraints = vec![Constraint::Tree(&self.vocabulary.trie); prompts.len()];
+                let constraint = if self.config.constrained {
+                    Constraint::Tree(&self.vocabulary.trie)
+                } else {
+                    Constraint::Ranges(&self.vocabulary.level_tokens)
+                };
                 self.model
-                    .generate_beams(&prompts, &constraints, beam)
+                    .generate_beams(&prompts, &vec![constraint; prompts.len()], beam)
                     .into_iter()
                     .map(|found| {
                         let mut items: Vec<ItemId> = Vec::with_capacity(k);
+                        let mut invalid = 0;
                         for h in found {
-                            if let Some(item) = self.vocabulary.trie.lookup(&h.tokens) {
-                                if !items.contains(&item) {
-                                    items.push(item);
-                                }
+                            // A tuple that names no item (possible only unconstrained) becomes
+                            // an invalid id `n_items + j`, counted by invalid@K.
+                            let item = self.vocabulary.trie.lookup(&h.tokens).unwrap_or_else(|| {
+                                invalid += 1;
+                                (self.index.n_items() + invalid - 1) as ItemId
+                            });
+                            if !items.contains(&item) {
+                                items.push(item);
                             }
                             if items.len() == k {
                                 break;
@@ -428,7 +470,7 @@ pub fn train_lcrec<B: AutodiffBackend>(
         examples: sources.len(),
         loss: &loss,
         validate: &validate,
-        model_config: serde_json::to_value(config).unwrap_or_default(),
+        model_config: config.trained_part(),
     };
     let trained = train_model(model, task, train, device, run)?;
     if let (Some(dir), Tuning::Lora) = (&dir, config.tuning) {
@@ -617,6 +659,19 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), 5, "distinct items: {list:?}");
             assert!(list.iter().all(|&i| (i as usize) < 16));
+        }
+        // The reference's per-level mask: every id is an item or an invalid id past the items.
+        let free = LcRecRecommender {
+            config: LcRecConfig {
+                constrained: false,
+                ..config.clone()
+            },
+            model: trained.model.model.clone(),
+            vocabulary: trained.model.vocabulary.clone(),
+            index: index.clone(),
+        };
+        for list in free.recommend(&histories, 5) {
+            assert!(list.iter().all(|&i| (i as usize) < 16 + 5), "{list:?}");
         }
         let adapters = dir.path().join("adapters.safetensors");
         let reloaded = load_lcrec::<B>(&config, file, &index, &adapters, &device).unwrap();
