@@ -69,10 +69,7 @@ fn bench(c: &mut Criterion) {
             drop(grads);
         })
     });
-    let model = model
-        .freeze_base()
-        .with_lora(&LoraConfig::default(), 0)
-        .unwrap();
+    let model = model.freeze_base().with_lora(&LoraConfig::default(), 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     group.bench_function("lora_forward_backward_512_tokens", |b| {
         b.iter(|| {

@@ -664,27 +664,48 @@ impl<B: Backend> Llama<B> {
 
     /// Appends `n` token rows (new item-code tokens, see `Tokenizer::add_tokens`) to the embedding
     /// and an untied head, each initialised to the mean of the checkpoint's rows, so a new token
-    /// starts as an "average" token and the old tokens' logits do not change. (LC-Rec's
-    /// `resize_token_embeddings` draws them from N(0, 0.02²) instead; the mean keeps a new code's
-    /// first logits near the vocabulary's, which a 135M model with a tied head learns from faster.)
-    pub fn grow_vocab(mut self, n: usize) -> Self {
-        if n == 0 {
+    /// starts as an "average" token and the old tokens' logits do not change.
+    pub fn grow_vocab(self, n: usize) -> Self {
+        let d = self.d_model();
+        let mean = self.embed.val().mean_dim(0).expand([n, d]);
+        let head_mean = self.head.as_ref().map(|h| h.val().mean_dim(1).expand([d, n]));
+        self.append_rows(mean, head_mean)
+    }
+
+    /// As [`grow_vocab`](Self::grow_vocab) with rows drawn from N(0, std²) (seeded): what
+    /// Hugging Face's `resize_token_embeddings` did before transformers 4.46 (`_init_weights`,
+    /// `initializer_range` 0.02), and so what LC-Rec's reference ran with.
+    pub fn grow_vocab_normal(self, n: usize, std: f64, seed: u64) -> Self {
+        let d = self.d_model();
+        let device = self.embed.val().device();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rows = |shape: [usize; 2]| {
+            let values = crate::loader::normal_values(shape[0] * shape[1], std, &mut rng);
+            Tensor::<B, 2>::from_data(TensorData::new(values, shape), &device)
+        };
+        let embed = rows([n, d]);
+        let head = self.head.is_some().then(|| rows([d, n]));
+        self.append_rows(embed, head)
+    }
+
+    /// Appends embedding rows `[n, d]` (and untied head columns `[d, n]`) as trainable leaves.
+    fn append_rows(mut self, embed: Tensor<B, 2>, head: Option<Tensor<B, 2>>) -> Self {
+        if embed.dims()[0] == 0 {
             return self;
         }
-        let d = self.d_model();
         let device = self.embed.val().device();
         // Built from host values: a fresh leaf that can train (an expression of `embed` cannot).
         let leaf = |t: Tensor<B, 2>| Tensor::<B, 2>::from_data(t.into_data(), &device);
-        let mean = leaf(self.embed.val().mean_dim(0).expand([n, d]));
+        let embed = leaf(embed);
         self.added = Some(Param::from_tensor(match self.added.take() {
-            Some(a) => Tensor::cat(vec![a.val(), mean], 0),
-            None => mean,
+            Some(a) => Tensor::cat(vec![a.val(), embed], 0),
+            None => embed,
         }));
-        if let Some(head) = &self.head {
-            let mean = leaf(head.val().mean_dim(1).expand([d, n]));
+        if let (Some(head), true) = (head, self.head.is_some()) {
+            let head = leaf(head);
             self.added_head = Some(Param::from_tensor(match self.added_head.take() {
-                Some(a) => Tensor::cat(vec![a.val(), mean], 1),
-                None => mean,
+                Some(a) => Tensor::cat(vec![a.val(), head], 1),
+                None => head,
             }));
         }
         self

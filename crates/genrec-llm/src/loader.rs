@@ -122,23 +122,29 @@ fn collect(
 /// tensor N(0, 0.02²) as Hugging Face's `LlamaPreTrainedModel` initialises them, drawn from a
 /// ChaCha8 stream seeded by `seed`.
 pub fn random_weights(config: &LlamaConfig, seed: u64) -> Result<LlamaWeights, LlmError> {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     config.validate()?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    // Box–Muller: two uniforms, one normal (the second is dropped for simplicity).
-    let mut normal = move || {
-        let u: f64 = 1.0 - rng.random::<f64>();
-        let v: f64 = rng.random::<f64>();
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * 0.02) as f32
-    };
     collect(config, |name, shape| {
         let n: usize = shape.iter().product();
         Ok(if name.ends_with("norm.weight") {
             vec![1.0; n]
         } else {
-            (0..n).map(|_| normal()).collect()
+            normal_values(n, 0.02, &mut rng)
         })
     })
+}
+
+/// `n` draws from N(0, std²) (Box–Muller over two uniforms; the second normal is dropped).
+pub fn normal_values(n: usize, std: f64, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
+    use rand::Rng;
+    (0..n)
+        .map(|_| {
+            let u: f64 = 1.0 - rng.random::<f64>();
+            let v: f64 = rng.random::<f64>();
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos() * std) as f32
+        })
+        .collect()
 }
 
 /// The GGUF name of a Hugging Face name (through the key map).

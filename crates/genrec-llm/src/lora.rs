@@ -606,6 +606,25 @@ mod tests {
     }
 
     #[test]
+    fn normal_new_rows_are_seeded_draws_of_the_asked_spread() {
+        let grow = |seed| {
+            let (rows, head) = tiny::<B>(false, 1).grow_vocab_normal(500, 0.02, seed).added_rows();
+            (rows.unwrap().into_data().to_vec::<f32>().unwrap(), head.unwrap().dims())
+        };
+        let (a, head) = grow(3);
+        assert_eq!(head, [16, 500], "untied head columns grow too");
+        assert_eq!(a, grow(3).0, "same seed, same rows");
+        assert_ne!(a, grow(4).0);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(
+            mean.abs() < 0.002 && (std - 0.02).abs() < 0.001,
+            "mean {mean}, std {std}"
+        );
+    }
+
+    #[test]
     fn config_errors_name_the_field() {
         let cases = [
             (

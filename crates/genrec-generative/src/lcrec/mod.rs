@@ -3,9 +3,9 @@
 //! index's code tokens through language tasks ([`tasks`]), then asked for the next item's codes.
 //!
 //! Here the LLM is SmolLM2-135M-Instruct (genrec-llm). Each level's codes become new tokens
-//! (`<a_0>` … `<d_255>`) whose embedding rows start at the mean of the vocabulary's rows (the
-//! reference's `resize_token_embeddings` draws them from N(0, 0.02²); see
-//! [`Llama::grow_vocab`]). Training is LoRA on every projection with the new rows trainable and
+//! (`<a_0>` … `<d_255>`) whose embedding rows start as the reference's did: N(0, 0.02²), what
+//! `resize_token_embeddings` drew before transformers 4.46 (`new_rows = "mean"` starts them at
+//! the vocabulary's mean row instead). Training is LoRA on every projection with the new rows trainable and
 //! the rest frozen (the reference's `lora_finetune.py` defaults; its scripts fine-tune fully,
 //! available as `tuning = "full"`), the loss on response tokens only (prompt positions carry no
 //! loss, as with the reference's `only_train_response`). Prompts are SmolLM2's ChatML user turn
@@ -51,6 +51,16 @@ pub enum Tuning {
     Full,
 }
 
+/// How the code tokens' new embedding (and untied head) rows start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewRows {
+    /// N(0, 0.02²), seeded: the reference's `resize_token_embeddings` (transformers < 4.46).
+    Normal,
+    /// The mean of the vocabulary's rows: every code starts as an "average" token.
+    Mean,
+}
+
 /// The `[model]` table of an LC-Rec experiment (`kind = "lcrec"`); the code tokens come from
 /// `[index]` (LC-Rec: RQ-VAE 4 × 256 on item text, Sinkhorn on the last level).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +71,8 @@ pub struct LcRecConfig {
     pub layers: usize,
     /// `lora` (default) or `full`.
     pub tuning: Tuning,
+    /// Initial rows of the code tokens: `normal` (default, the reference's) or `mean`.
+    pub new_rows: NewRows,
     /// LoRA settings (`tuning = "lora"`): rank 8, α 32, dropout 0.05, every projection.
     pub lora: LoraConfig,
     /// Examples per epoch of each alignment task, as a multiple of its natural size.
@@ -87,6 +99,7 @@ impl Default for LcRecConfig {
         LcRecConfig {
             layers: 0,
             tuning: Tuning::Lora,
+            new_rows: NewRows::Normal,
             lora: LoraConfig::default(),
             tasks: TaskMix::default(),
             positions_per_user: 0,
@@ -297,7 +310,10 @@ pub fn base_model<B: Backend>(
     let llm = |e: genrec_llm::LlmError| GenerativeError::config("model", format!("SmolLM2: {e}"));
     let model = first_blocks::<B>(file, config.layers, device)?;
     let added = vocabulary.tokenizer.vocab_size() - model.vocab_size();
-    let model = model.grow_vocab(added);
+    let model = match config.new_rows {
+        NewRows::Normal => model.grow_vocab_normal(added, 0.02, seed ^ 0xC0DE5),
+        NewRows::Mean => model.grow_vocab(added),
+    };
     Ok(match config.tuning {
         Tuning::Full => model,
         Tuning::Lora => model.freeze_base().with_lora(&config.lora, seed).map_err(llm)?,
