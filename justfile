@@ -160,6 +160,15 @@ anchor-graph:
 bench-llm:
     cargo bench -p genrec-benches --bench llm
 
+# LC-Rec decoding (8 SmolLM2 blocks, 1,682 items x 4 code tokens, beam 20, trie), users/s.
+bench-lcrec:
+    cargo bench -p genrec-benches --bench lcrec
+
+# The PyTorch anchor of bench-lcrec: transformers' generate with prefix_allowed_tokens_fn.
+anchor-lcrec:
+    /tmp/torchenv/bin/pip install -q gguf accelerate
+    /tmp/torchenv/bin/python benches/anchors/lcrec_decode.py ${GENREC_HOME:-$HOME/.cache/genrec}/models/smollm2
+
 # The PyTorch anchor of bench-llm (transformers loading the same GGUF; peft for the LoRA pass).
 anchor-llm:
     /tmp/torchenv/bin/pip install -q gguf accelerate peft
