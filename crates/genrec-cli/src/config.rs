@@ -142,6 +142,40 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
     Ok(())
 }
 
+/// The error's text, plus the line of an unknown field: inside a tagged table (`[model]` with its
+/// `kind`) the TOML reader can only point at the table's header, so the field's own line is
+/// looked up in the table's lines of `text`.
+fn pinpoint(text: &str, error: &toml::de::Error) -> String {
+    let message = error.to_string();
+    let field = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next());
+    let (Some(field), Some(span)) = (field, error.span()) else {
+        return message;
+    };
+    // The lines after the one the error points at, up to the next table header.
+    let at = text[..span.start.min(text.len())].matches('\n').count();
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(at + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            let key = l.split('=').next().unwrap_or("").trim().trim_matches('"');
+            l.contains('=') && key == field
+        });
+    match found {
+        Some((i, line)) => format!(
+            "{}\nthe field `{field}` is at line {}: {}",
+            message.trim_end(),
+            i + 1,
+            line.trim()
+        ),
+        None => message,
+    }
+}
+
 impl ExperimentConfig {
     /// Reads a TOML file, applies overrides and checks every field that can be checked without data.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
@@ -150,17 +184,17 @@ impl ExperimentConfig {
             toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
         // The user's own file first, so that its errors cite the user's lines (the merged
         // document below is re-serialised: its line numbers are nobody's).
-        let own = toml::from_str::<ExperimentConfig>(&text);
+        let own = toml::from_str::<ExperimentConfig>(&text).map_err(|e| pinpoint(&text, &e));
         if overrides.is_empty() {
             return own
-                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.trim_end()))
                 .and_then(|config| config.validate().map(|()| config));
         }
         apply_overrides(&mut table, overrides)?;
         let merged = toml::to_string(&table)?;
         let config: ExperimentConfig = match (own, toml::from_str(&merged)) {
             (_, Ok(config)) => config,
-            (Err(e), Err(_)) => bail!("{}: {}", path.display(), e.to_string().trim_end()),
+            (Err(e), Err(_)) => bail!("{}: {}", path.display(), e.trim_end()),
             (Ok(_), Err(e)) => bail!(
                 "{}: the --set overrides {} make it invalid: {}",
                 path.display(),

@@ -196,6 +196,14 @@ fn bad_input_gives_named_errors() {
             "{err}"
         );
     }
+    // An unknown field inside the tagged `[model]` table is named at its own line.
+    std::fs::write(
+        &bad,
+        "name = \"b\"\n[data]\ndataset = \"synthetic:users=50,items=30\"\n[model]\nkind = \"sasrec\"\nd_model = 8\nn_layres = 2\n[eval]\nks = [5]\n",
+    )
+    .unwrap();
+    let err = fails(&["run", b]);
+    assert!(err.contains("the field `n_layres` is at line 7: n_layres = 2"), "{err}");
     let err = fails(&[
         "run",
         c,
