@@ -14,6 +14,8 @@ pub enum Schedule {
     /// `lr · sqrt(w / (step + 1))` after `w` warm-up steps, steps counted from 0 (the Transformer
     /// / T5 schedule); with no warm-up, `lr / sqrt(step + 1)`.
     InverseSqrt,
+    /// TIGER's: `lr` held (no ramp) for the `w` warm-up steps, then `lr · sqrt(w / (step + 1))`.
+    HeldInverseSqrt,
 }
 
 /// The `[train]` table of an experiment.
@@ -32,9 +34,10 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Clip the global gradient norm to this value; 0 = off (default 1.0).
     pub grad_clip: f64,
-    /// Linear warm-up steps (default 0).
+    /// Warm-up steps (default 0): a linear ramp to `lr`, or `lr` held (`held_inverse_sqrt`).
     pub warmup_steps: usize,
-    /// `constant` (default), `cosine` (decay to 0 over all steps) or `inverse_sqrt`.
+    /// `constant` (default), `cosine` (decay to 0 over all steps), `inverse_sqrt` or
+    /// `held_inverse_sqrt` (TIGER's: `lr` held through the warm-up, then inverse-sqrt decay).
     pub schedule: Schedule,
     /// Validate every this many epochs (default 1).
     pub eval_every: usize,
@@ -119,6 +122,9 @@ impl TrainConfig {
     /// Learning rate at optimisation step `step` (0-based) of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
         if step < self.warmup_steps {
+            if self.schedule == Schedule::HeldInverseSqrt {
+                return self.lr;
+            }
             return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
         }
         match self.schedule {
@@ -128,7 +134,9 @@ impl TrainConfig {
                 let t = (step - self.warmup_steps) as f64 / span;
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
             }
-            Schedule::InverseSqrt => self.lr * (self.warmup_steps.max(1) as f64 / (step + 1) as f64).sqrt(),
+            Schedule::InverseSqrt | Schedule::HeldInverseSqrt => {
+                self.lr * (self.warmup_steps.max(1) as f64 / (step + 1) as f64).sqrt()
+            }
         }
     }
 }
@@ -156,6 +164,14 @@ mod tests {
         // Warm-up to 1 at step 1, then sqrt(2 / (step + 1)): 1/2 at step 7.
         assert_eq!(inv.lr_at(1, 10), 1.0);
         assert!((inv.lr_at(7, 10) - 0.5).abs() < 1e-12);
+        // TIGER's: held at lr through the warm-up (no ramp), then the same decay.
+        let held = TrainConfig {
+            schedule: Schedule::HeldInverseSqrt,
+            ..c.clone()
+        };
+        assert_eq!(held.lr_at(0, 10), 1.0);
+        assert_eq!(held.lr_at(1, 10), 1.0);
+        assert!((held.lr_at(7, 10) - 0.5).abs() < 1e-12);
     }
 
     #[test]
