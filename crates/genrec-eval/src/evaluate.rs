@@ -3,7 +3,7 @@
 use crate::EvalError;
 use std::collections::BTreeMap;
 
-use genrec_data::{EvalCase, ItemId};
+use genrec_data::{EvalCase, ItemId, UserId};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -223,7 +223,8 @@ pub fn evaluate(
                             model.name()
                         )));
                     }
-                    let lists = model.recommend(&histories, max_k);
+                    let users: Vec<UserId> = batch.iter().map(|c| c.user).collect();
+                    let lists = model.recommend_users(&users, &histories, max_k);
                     if lists.len() != batch.len() {
                         return Err(EvalError::Model(format!(
                             "model `{}` returned {} lists for {} histories",
@@ -308,6 +309,41 @@ mod tests {
         fn scores(&self, h: &[&[ItemId]]) -> Option<Vec<f32>> {
             (!self.lists).then(|| h.iter().flat_map(|_| (0..self.n).map(|i| i as f32)).collect())
         }
+    }
+
+    /// Recommends item `user + 1` first: only right if evaluation says whose history it is.
+    struct ByUser;
+
+    impl Recommender for ByUser {
+        fn name(&self) -> String {
+            "by-user".into()
+        }
+        fn n_items(&self) -> usize {
+            10
+        }
+        fn recommend(&self, h: &[&[ItemId]], _k: usize) -> Vec<Vec<ItemId>> {
+            h.iter().map(|_| vec![0]).collect()
+        }
+        fn recommend_users(&self, users: &[UserId], _h: &[&[ItemId]], _k: usize) -> Vec<Vec<ItemId>> {
+            users.iter().map(|&u| vec![u + 1]).collect()
+        }
+    }
+
+    #[test]
+    fn list_models_are_told_the_users() {
+        let cases = vec![case(3, vec![1], 4), case(5, vec![], 6), case(7, vec![2], 0)];
+        let cfg = EvalConfig {
+            ks: vec![1],
+            batch_size: 2,
+            ..Default::default()
+        };
+        let e = evaluate(&ByUser, &cases, None, &cfg, 0).unwrap();
+        let ranks: Vec<Option<usize>> = e.outcomes.iter().map(|o| o.rank).collect();
+        assert_eq!(
+            ranks,
+            [Some(1), Some(1), None],
+            "users 3 and 5 hit, user 7's target is not 8"
+        );
     }
 
     fn case(user: u32, history: Vec<u32>, target: u32) -> EvalCase {

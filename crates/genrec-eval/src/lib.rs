@@ -31,7 +31,7 @@ pub use multi::{
 };
 pub use report::MetricsReport;
 
-use genrec_data::ItemId;
+use genrec_data::{ItemId, UserId};
 
 /// A model as evaluation sees it. Histories are item ids, oldest first.
 pub trait Recommender: Sync {
@@ -43,6 +43,15 @@ pub trait Recommender: Sync {
 
     /// For each history, at most `k` distinct item ids, best first.
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>>;
+
+    /// As [`recommend`](Self::recommend), told whose histories they are (`users[i]` owns
+    /// `histories[i]`): what evaluation calls. A model that reads the user (TIGER's hashed user
+    /// token) overrides it; the default ignores the users, so models of histories alone need
+    /// nothing.
+    fn recommend_users(&self, users: &[UserId], histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
+        let _ = users;
+        self.recommend(histories, k)
+    }
 
     /// Scores of every item for each history, row-major `[histories.len() * n_items]`, when the
     /// model has them. Evaluation then ranks the target among *all* items with pessimistic ties;

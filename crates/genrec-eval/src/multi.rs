@@ -440,7 +440,7 @@ pub fn evaluate_holdout(
                 .map(|(&u, row)| outcome_from_row(row, data, split, config.mask, u))
                 .collect());
         }
-        let lists = model.recommend(&histories, max_k);
+        let lists = model.recommend_users(users, &histories, max_k);
         if lists.len() != users.len() {
             return Err(EvalError::Model(format!(
                 "model `{}` returned {} lists for {} histories",
