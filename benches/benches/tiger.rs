@@ -65,17 +65,19 @@ fn bench(c: &mut Criterion) {
         index.clone(),
         config.clone(),
     );
-    let lists = tiger.generate(&refs, 10);
+    let lists = tiger.generate(None, &refs, 10);
     assert!(lists
         .iter()
         .all(|l| l.len() == 10 && l.iter().all(|&i| (i as usize) < ITEMS)));
-    group.bench_function("decode_256users_beam20_top10", |b| b.iter(|| tiger.generate(&refs, 10)));
+    group.bench_function("decode_256users_beam20_top10", |b| {
+        b.iter(|| tiger.generate(None, &refs, 10))
+    });
 
     type A = Autodiff<Flex>;
     let mut model = Some(config.t5(&layout).init_seeded::<A>(0, &device));
     let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let batch = TigerBatch::<A>::new(&refs, &targets, &index, &layout, HISTORY, &device);
+    let batch = TigerBatch::<A>::new(&refs, None, &targets, &index, &layout, HISTORY, &device);
     let mut step = || {
         let m = model.take().unwrap();
         let loss = tiger_loss(&m, &batch, Some(&mut rng));

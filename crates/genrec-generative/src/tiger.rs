@@ -22,7 +22,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use genrec_data::{ItemId, LeaveOneOut};
+use genrec_data::{ItemId, LeaveOneOut, UserId};
 use genrec_decode::{beam_search, Constraint, StepDecoder};
 use genrec_eval::{evaluate, EvalConfig, Recommender};
 use genrec_tokenize::{Collisions, IndexConfig, IndexMethod, ItemIndex, TokenLayout, Trie};
@@ -52,6 +52,9 @@ pub struct TigerConfig {
     pub positions_per_user: usize,
     /// Users decoded together (default 256).
     pub decode_batch: usize,
+    /// Hashed user tokens (the paper: 2,000; default 0 = none): user `u`'s bucket token is
+    /// prepended to the encoder input, in training and in evaluation.
+    pub user_tokens: usize,
 }
 
 impl Default for TigerConfig {
@@ -63,17 +66,30 @@ impl Default for TigerConfig {
             constrained: true,
             positions_per_user: 0,
             decode_batch: 256,
+            user_tokens: 0,
         }
     }
 }
 
 impl TigerConfig {
-    /// The T5 this config describes over `layout`'s vocabulary.
+    /// The T5 this config describes over `layout`'s vocabulary (and the user tokens after it).
     pub fn t5(&self, layout: &TokenLayout) -> T5Config {
         T5Config {
-            vocab_size: layout.vocab_size() as usize,
+            vocab_size: layout.vocab_size() as usize + self.user_tokens,
             ..self.t5.clone()
         }
+    }
+
+    /// The token of user `user`'s hash bucket (after the code tokens), when `user_tokens > 0`.
+    /// The hash is SplitMix64's finaliser, so bucket sizes do not follow the user numbering.
+    pub fn user_token(&self, layout: &TokenLayout, user: UserId) -> Option<u32> {
+        (self.user_tokens > 0).then(|| {
+            let mut z = (user as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            layout.vocab_size() + (z % self.user_tokens as u64) as u32
+        })
     }
 
     pub fn validate(&self, max_k: usize) -> Result<(), GenerativeError> {
@@ -84,6 +100,12 @@ impl TigerConfig {
             if value == 0 {
                 return Err(GenerativeError::config(field, "must be positive"));
             }
+        }
+        if self.user_tokens > 1_000_000 {
+            return Err(GenerativeError::config(
+                "model.user_tokens",
+                format!("= {} is above 1,000,000 hash buckets", self.user_tokens),
+            ));
         }
         if self.beam < max_k {
             return Err(GenerativeError::config(
@@ -138,9 +160,11 @@ pub struct TigerBatch<B: Backend> {
 }
 
 /// Encoder tokens of histories: each history's last `max_items` items, oldest first, as code
-/// tokens, right-padded to the longest. Returns (`[n, src]` tokens, `[n, src]` pad mask).
+/// tokens, after row `i`'s `prefix[i]` token when given (the user token), right-padded to the
+/// longest. Returns (`[n, src]` tokens, `[n, src]` pad mask).
 pub fn history_tokens<B: Backend>(
     histories: &[&[ItemId]],
+    prefix: Option<&[u32]>,
     index: &ItemIndex,
     layout: &TokenLayout,
     max_items: usize,
@@ -148,9 +172,14 @@ pub fn history_tokens<B: Backend>(
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Bool>) {
     let rows: Vec<Vec<u32>> = histories
         .iter()
-        .map(|h| {
+        .enumerate()
+        .map(|(r, h)| {
             let recent = &h[h.len().saturating_sub(max_items)..];
-            recent.iter().flat_map(|&i| layout.tokens(index.codes(i))).collect()
+            let first = prefix.map(|p| p[r]);
+            first
+                .into_iter()
+                .chain(recent.iter().flat_map(|&i| layout.tokens(index.codes(i))))
+                .collect()
         })
         .collect();
     // An empty history still needs one (padding-only) column; it is attended as a real token
@@ -172,15 +201,17 @@ pub fn history_tokens<B: Backend>(
 }
 
 impl<B: Backend> TigerBatch<B> {
+    /// `prefix`: one token per row put before its history (the user tokens), or none.
     pub fn new(
         histories: &[&[ItemId]],
+        prefix: Option<&[u32]>,
         targets: &[ItemId],
         index: &ItemIndex,
         layout: &TokenLayout,
         max_items: usize,
         device: &B::Device,
     ) -> Self {
-        let (src, src_pad) = history_tokens(histories, index, layout, max_items, device);
+        let (src, src_pad) = history_tokens(histories, prefix, index, layout, max_items, device);
         let levels = index.levels();
         let n = targets.len();
         let mut dec = Vec::with_capacity(n * levels);
@@ -234,17 +265,32 @@ impl<B: Backend> Tiger<B> {
     }
 
     /// Beam search for a batch of histories: up to `k` items each, best first. With
-    /// `constrained = false`, tuples that are no item come back as ids `n_items + j`.
-    pub fn generate(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
+    /// `constrained = false`, tuples that are no item come back as ids `n_items + j`. A model
+    /// trained with user tokens reads `users` (`users[i]` owns `histories[i]`); without them it
+    /// sees the histories alone.
+    pub fn generate(&self, users: Option<&[UserId]>, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
         let device = self.model.devices()[0].clone();
-        let (src, pad) = history_tokens(histories, &self.index, &self.layout, self.config.max_items, &device);
+        let prefix: Option<Vec<u32>> = users.filter(|_| self.config.user_tokens > 0).map(|users| {
+            users
+                .iter()
+                .filter_map(|&u| self.config.user_token(&self.layout, u))
+                .collect()
+        });
+        let (src, pad) = history_tokens(
+            histories,
+            prefix.as_deref(),
+            &self.index,
+            &self.layout,
+            self.config.max_items,
+            &device,
+        );
         let memory = self.model.encode(src, pad.clone());
         let mut steps = T5Steps {
             model: &self.model,
             cross: self.model.cross_cache(memory, pad),
             cache: SelfCache::new(self.config.t5.decoder_layers),
             groups: histories.len(),
-            vocab: self.layout.vocab_size() as usize,
+            vocab: self.layout.vocab_size() as usize + self.config.user_tokens,
             device,
         };
         let constraint = if self.config.constrained {
@@ -338,7 +384,15 @@ impl<B: Backend> Recommender for Tiger<B> {
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
         histories
             .chunks(self.config.decode_batch)
-            .flat_map(|chunk| self.generate(chunk, k))
+            .flat_map(|chunk| self.generate(None, chunk, k))
+            .collect()
+    }
+
+    fn recommend_users(&self, users: &[UserId], histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
+        histories
+            .chunks(self.config.decode_batch)
+            .zip(users.chunks(self.config.decode_batch))
+            .flat_map(|(chunk, users)| self.generate(Some(users), chunk, k))
             .collect()
     }
 }
@@ -419,7 +473,21 @@ pub fn train_tiger<B: AutodiffBackend>(
         let pairs: Vec<(&[ItemId], ItemId)> = batch.iter().map(|&i| example(split, examples[i], rng)).collect();
         let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.0).collect();
         let targets: Vec<ItemId> = pairs.iter().map(|p| p.1).collect();
-        let batch = TigerBatch::new(&histories, &targets, index, &layout, config.max_items, device);
+        let users: Option<Vec<u32>> = (config.user_tokens > 0).then(|| {
+            batch
+                .iter()
+                .filter_map(|&i| config.user_token(&layout, examples[i].0 as UserId))
+                .collect()
+        });
+        let batch = TigerBatch::new(
+            &histories,
+            users.as_deref(),
+            &targets,
+            index,
+            &layout,
+            config.max_items,
+            device,
+        );
         tiger_loss(model, &batch, Some(rng))
     };
     let valid = split.valid_sample(train.valid_users, seed);
@@ -489,7 +557,7 @@ mod tests {
     /// Teacher-forced log-probability of an item's whole tuple.
     fn sequence_logp(tiger: &Tiger<B>, history: &[ItemId], item: ItemId) -> f32 {
         let device = Default::default();
-        let batch = TigerBatch::<B>::new(&[history], &[item], &tiger.index, &tiger.layout, 20, &device);
+        let batch = TigerBatch::<B>::new(&[history], None, &[item], &tiger.index, &tiger.layout, 20, &device);
         let memory = tiger.model.encode(batch.src.clone(), batch.src_pad.clone());
         let logits = tiger.model.decode(memory, batch.src_pad, batch.dec);
         let [_, levels, vocab] = logits.dims();
@@ -507,7 +575,7 @@ mod tests {
         let layout = TokenLayout::new(&index.codebook_sizes);
         let tiger = Tiger::new(config.t5(&layout).init_seeded::<B>(3, &device), index, config);
         let histories: [&[ItemId]; 3] = [&[1, 5, 7], &[11], &[]];
-        let lists = tiger.generate(&histories, 12);
+        let lists = tiger.generate(None, &histories, 12);
         for (h, list) in histories.iter().zip(&lists) {
             // All 12 items, each once, in the order of their teacher-forced log-probability.
             let mut sorted = list.clone();
@@ -519,7 +587,7 @@ mod tests {
             }
         }
         // Top-3 is the head of the full list; decoding in a batch or alone gives the same lists.
-        assert_eq!(tiger.generate(&histories[1..2], 3)[0], lists[1][..3]);
+        assert_eq!(tiger.generate(None, &histories[1..2], 3)[0], lists[1][..3]);
     }
 
     #[test]
@@ -532,12 +600,63 @@ mod tests {
         };
         let layout = TokenLayout::new(&index.codebook_sizes);
         let tiger = Tiger::new(config.t5(&layout).init_seeded::<B>(3, &device), index, config);
-        let lists = tiger.generate(&[&[1, 2]], 12);
+        let lists = tiger.generate(None, &[&[1, 2]], 12);
         // Unconstrained 3-level tuples: items 0..10 have 2 codes, so every full-length tuple except
         // (2, 2, 0|1) is no item and comes back as an id ≥ 12.
         assert_eq!(lists[0].len(), 12);
         assert!(lists[0].iter().any(|&i| i >= 12), "{:?}", lists[0]);
         assert!(lists[0].iter().all(|&i| i < 12 + 24));
+    }
+
+    #[test]
+    fn hashed_user_tokens_reach_the_encoder() {
+        let device = Default::default();
+        let config = TigerConfig {
+            user_tokens: 8,
+            ..small()
+        };
+        let index = index();
+        let layout = TokenLayout::new(&index.codebook_sizes);
+        let v = layout.vocab_size();
+        assert_eq!(
+            config.t5(&layout).vocab_size,
+            v as usize + 8,
+            "user tokens follow the code tokens"
+        );
+        let tokens: Vec<u32> = (0..1000).map(|u| config.user_token(&layout, u).unwrap()).collect();
+        assert!(tokens.iter().all(|t| (v..v + 8).contains(t)));
+        let mut seen = tokens.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "1,000 users fill every bucket");
+        assert_eq!(config.user_token(&layout, 17), config.user_token(&layout, 17));
+        assert_eq!(small().user_token(&layout, 17), None, "off by default");
+        let history: &[ItemId] = &[1, 5];
+        let (src, pad) = history_tokens::<B>(&[history], Some(&[tokens[3]]), &index, &layout, 20, &device);
+        let src = src.into_data().convert::<i64>().to_vec::<i64>().unwrap();
+        assert_eq!(src[0], tokens[3] as i64);
+        assert_eq!(src.len(), 1 + 4, "the user token, then two items of two codes");
+        assert!(!pad.into_data().to_vec::<bool>().unwrap()[0]);
+        // The same history under two users' tokens: different encoder input, different scores.
+        let tiger = Tiger::new(
+            config.t5(&layout).init_seeded::<B>(3, &device),
+            index.clone(),
+            config.clone(),
+        );
+        let logits = |user: u32| {
+            let batch = TigerBatch::<B>::new(&[history], Some(&[user]), &[4], &index, &layout, 20, &device);
+            let memory = tiger.model.encode(batch.src.clone(), batch.src_pad.clone());
+            tiger
+                .model
+                .decode(memory, batch.src_pad, batch.dec)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (logits(tokens[0]), logits(tokens[1]));
+        assert!(tokens[0] != tokens[1] && a != b);
+        let lists = tiger.recommend_users(&[0, 1], &[history, history], 5);
+        assert!(lists.iter().all(|l| l.len() == 5));
     }
 
     #[test]
