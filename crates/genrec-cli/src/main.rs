@@ -197,6 +197,18 @@ enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write an experiment's leave-one-out split (after its k-core filter and renumbering, as
+    /// `genrec run` makes it) as train / valid / test JSONL, for code outside genrec.
+    Split {
+        /// Experiment TOML.
+        config: PathBuf,
+        /// Override a config field (repeatable), as for `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +323,22 @@ fn real_main() -> Result<()> {
             } else {
                 println!("dataset        {name}\n{stats}");
             }
+        }
+        Command::Data {
+            command: DataCommand::Split { config, overrides, out },
+        } => {
+            let experiment = config::ExperimentConfig::load(&config, &overrides)?;
+            let mut log = rundir::Log::new(None, false)?;
+            let (_, split) = config::prepare_data(&experiment, &mut log)?;
+            split.save(&out)?;
+            println!(
+                "wrote {} ({} training sequences, {} valid and {} test cases, {} items)",
+                out.display(),
+                split.train.iter().filter(|s| !s.is_empty()).count(),
+                split.valid.len(),
+                split.test.len(),
+                split.n_items
+            );
         }
         Command::Llm {
             command:

@@ -88,6 +88,24 @@ fn run_dir(stdout: &str) -> PathBuf {
 }
 
 #[test]
+fn data_split_writes_the_runs_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), "synthetic:users=30,items=20");
+    let out = tmp.path().join("split");
+    let args = ["data", "split", config.to_str().unwrap(), "--set", "data.max_history=3"];
+    let said = ok(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(said.contains("30 valid and 30 test cases, 20 items"), "{said}");
+    let test = std::fs::read_to_string(out.join("test.jsonl")).unwrap();
+    assert_eq!(test.lines().count(), 30);
+    for line in test.lines() {
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(case["history"].as_array().unwrap().len() <= 3, "{line}");
+        assert!(case["target"].as_u64().unwrap() < 20);
+    }
+    assert!(out.join("train.jsonl").exists() && out.join("valid.jsonl").exists());
+}
+
+#[test]
 fn run_writes_the_run_directory_and_is_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), "synthetic:users=300,items=80");

@@ -111,6 +111,46 @@ impl LeaveOneOut {
             .collect()
     }
 
+    /// Writes the split for code outside genrec (a PyTorch anchor, say) into `dir`:
+    /// `train.jsonl` (`{"user", "items"}`, each user's training sequence, oldest first; users
+    /// without one left out), `valid.jsonl` and `test.jsonl` (`{"user", "history", "target"}`,
+    /// histories already cut to `max_history`). Ids are genrec's, those of the run's `index.json`.
+    pub fn save(&self, dir: &std::path::Path) -> crate::Result<()> {
+        use std::io::Write;
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| crate::DataError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let write = |name: &str, lines: Vec<String>| -> crate::Result<()> {
+            let path = dir.join(name);
+            let tmp = dir.join(format!("{name}.tmp"));
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io(&tmp))?);
+            for line in lines {
+                writeln!(file, "{line}").map_err(io(&tmp))?;
+            }
+            file.flush().map_err(io(&tmp))?;
+            drop(file);
+            std::fs::rename(&tmp, &path).map_err(io(&path))
+        };
+        let train = self
+            .train
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(u, s)| serde_json::json!({"user": u, "items": s}).to_string())
+            .collect();
+        write("train.jsonl", train)?;
+        let cases = |cases: &[EvalCase]| {
+            cases
+                .iter()
+                .map(|c| serde_json::to_string(c).expect("plain data"))
+                .collect()
+        };
+        write("valid.jsonl", cases(&self.valid))?;
+        write("test.jsonl", cases(&self.test))
+    }
+
     /// Item interaction counts over the training sequences only (what a popularity model may see).
     pub fn train_item_counts(&self) -> Vec<u32> {
         SequenceDataset::item_counts(self.n_items, &self.train)
@@ -143,6 +183,29 @@ mod tests {
             items: vec![Default::default(); n_items],
             sequences: seqs,
         }
+    }
+
+    #[test]
+    fn saved_split_reads_back_line_by_line() {
+        let d = dataset(vec![vec![0, 1, 2, 3], vec![4, 5], vec![1, 2, 5]], 6);
+        let split = LeaveOneOut::new(&d, &SplitConfig { max_history: 2 });
+        let dir = tempfile::tempdir().unwrap();
+        split.save(dir.path()).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("train.jsonl"),
+            "{\"items\":[0,1],\"user\":0}\n{\"items\":[1],\"user\":2}\n"
+        );
+        assert_eq!(
+            read("valid.jsonl"),
+            "{\"user\":0,\"history\":[0,1],\"target\":2}\n{\"user\":2,\"history\":[1],\"target\":2}\n"
+        );
+        assert_eq!(
+            read("test.jsonl"),
+            "{\"user\":0,\"history\":[1,2],\"target\":3}\n{\"user\":2,\"history\":[1,2],\"target\":5}\n",
+            "history cut to max_history = 2"
+        );
+        assert!(!dir.path().join("test.jsonl.tmp").exists());
     }
 
     #[test]
