@@ -160,6 +160,11 @@ anchor-graph:
 bench-llm:
     cargo bench -p genrec-benches --bench llm
 
+# The PyTorch TIGER trainer for step-for-step parity (issue 23): SPLIT from
+# `genrec data split EXPERIMENT.toml --out SPLIT`, INDEX the run's index.json; lists for `genrec evaluate`.
+anchor-tiger-train SPLIT INDEX OUT *ARGS:
+    /tmp/torchenv/bin/python benches/anchors/tiger_anchor.py --split {{SPLIT}} --index {{INDEX}} --out {{OUT}} {{ARGS}}
+
 # LC-Rec decoding (8 SmolLM2 blocks, 1,682 items x 4 code tokens, beam 20, trie), users/s.
 bench-lcrec:
     cargo bench -p genrec-benches --bench lcrec
