@@ -6,11 +6,12 @@
 //! predicted in parallel by a causal decoder) and [`lcrec`] (Zheng et al., ICDE 2024: SmolLM2 taught
 //! the index's code tokens through alignment tasks, LoRA). TIGER's and LC-Rec's decoding goes
 //! through genrec-decode's one batched beam search ([`genrec_decode::beam_search`]), constrained
-//! by a prefix trie of the items; training through genrec-train's loop. P5 and SETRec are not
-//! built yet (listed as absent in the README); each will get its own module here.
+//! by a prefix trie of the items; training through genrec-train's loop. [`p5`] holds P5's prompts
+//! so far (its models are not built); SETRec is not built yet (listed as absent in the README).
 
 mod error;
 pub mod lcrec;
+pub mod p5;
 pub mod rpg;
 pub mod t5;
 pub mod tiger;
