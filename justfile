@@ -56,6 +56,11 @@ tiger-beauty *ARGS:
     {{genrec}} run experiments/tiger-beauty.toml {{ARGS}}
 tiger-toys *ARGS:
     {{genrec}} run experiments/tiger-toys.toml {{ARGS}}
+# P5 over any index (CID+IID by default); the indexing study with --set 'index.method="sid"' etc.
+p5-ml100k *ARGS:
+    {{genrec}} run experiments/p5-ml100k.toml {{ARGS}}
+p5-beauty *ARGS:
+    {{genrec}} run experiments/p5-beauty.toml {{ARGS}}
 # LC-Rec: SmolLM2 (first 8 blocks on a CPU) taught RQ-VAE code tokens by alignment tasks, LoRA.
 # `just lcrec-ml100k --set model.tasks.item2index=0 ...` for the sequential-only ablation.
 lcrec-ml100k *ARGS:

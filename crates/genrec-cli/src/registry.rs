@@ -12,6 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{LeaveOneOut, SequenceDataset};
 use genrec_eval::{EvalConfig, Recommender};
 use genrec_generative::lcrec::{train_lcrec, LcRecConfig};
+use genrec_generative::p5::{train_p5, P5Config};
 use genrec_generative::{check_index_config, train_rpg, train_tiger, RpgConfig, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
@@ -36,6 +37,8 @@ pub enum ModelConfig {
     Tiger(TigerConfig),
     /// RPG: a causal decoder predicting all `[index]` OPQ digits in parallel; exact or graph decoding.
     Rpg(RpgConfig),
+    /// P5: prompts over the `[index]` identifiers into a T5 with whole-word embeddings, trie-constrained beams.
+    P5(P5Config),
     /// LC-Rec: SmolLM2 taught the `[index]` code tokens through alignment tasks (LoRA), trie-constrained beams.
     Lcrec(LcRecConfig),
     /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
@@ -68,6 +71,7 @@ impl ModelConfig {
             ModelConfig::Sasrec(m) => v.leave_one_out("sasrec", m),
             ModelConfig::Tiger(m) => v.leave_one_out("tiger", m),
             ModelConfig::Rpg(m) => v.leave_one_out("rpg", m),
+            ModelConfig::P5(m) => v.leave_one_out("p5", m),
             ModelConfig::Lcrec(m) => v.leave_one_out("lcrec", m),
             ModelConfig::Lightgcn(m) => v.hold_out("lightgcn", Backbone::LightGcn, m),
             ModelConfig::Gccf(m) => v.hold_out("gccf", Backbone::Gccf, m),
@@ -238,6 +242,23 @@ impl LooModel for RpgConfig {
         with_item_index(ctx, |index, ctx| {
             let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
             Ok(train_rpg::<B>(self, index, train, eval, split, device, ctx.run())?)
+        })
+    }
+}
+
+impl LooModel for P5Config {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        let max_k = checks.eval.ks.iter().copied().max().unwrap_or(1);
+        self.validate(max_k)?;
+        checks.train.validate(&checks.eval.ks)?;
+        check_index_config(&checked_index(checks)?)?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        with_item_index(ctx, |index, ctx| {
+            let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+            Ok(train_p5::<B>(self, index, train, eval, split, device, ctx.run())?)
         })
     }
 }

@@ -688,6 +688,38 @@ fn tiger_trains_end_to_end_over_its_own_index() {
 }
 
 #[test]
+fn p5_trains_end_to_end_over_cid_and_item_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("p5.toml");
+    std::fs::write(
+        &config,
+        "name = \"p5-e2e\"\n[data]\ndataset = \"synthetic:users=150,items=40\"\nmax_history = 10\n\
+         [index]\nmethod = \"hybrid\"\nhybrid_base = \"cid\"\nn_clusters = 4\nmax_leaf = 6\n\
+         [model]\nkind = \"p5\"\nmax_items = 5\nbeam = 10\npositions_per_user = 2\nuser_tokens = 8\n\
+         [model.t5]\nd_model = 16\nd_kv = 8\nn_heads = 2\nd_ff = 32\nencoder_layers = 1\ndecoder_layers = 1\nwhole_word_ids = 64\n\
+         [train]\nepochs = 2\nbatch_size = 64\neval_every = 1\n[eval]\nks = [5, 10]\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = tmp.path().join("runs");
+    let dir = run_dir(&ok(&["run", c, "--out", out.to_str().unwrap()]));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["model"], "p5");
+    assert_eq!(metrics["invalid@10"], 0.0, "{metrics}");
+    // The same trained model evaluated with a seen template: a finished run resumed with another
+    // model.eval_unseen trains nothing and re-evaluates.
+    ok(&[
+        "run",
+        "--resume",
+        dir.to_str().unwrap(),
+        "--set",
+        "model.eval_unseen=false",
+    ]);
+    assert!(fails(&["run", c, "--set", "model.eval_template=4"]).contains("model.eval_template"));
+}
+
+#[test]
 fn lcrec_trains_end_to_end_on_smollm2() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("lcrec.toml");

@@ -6,8 +6,9 @@
 //! predicted in parallel by a causal decoder) and [`lcrec`] (Zheng et al., ICDE 2024: SmolLM2 taught
 //! the index's code tokens through alignment tasks, LoRA). TIGER's and LC-Rec's decoding goes
 //! through genrec-decode's one batched beam search ([`genrec_decode::beam_search`]), constrained
-//! by a prefix trie of the items; training through genrec-train's loop. [`p5`] holds P5's prompts
-//! so far (its models are not built); SETRec is not built yet (listed as absent in the README).
+//! by a prefix trie of the items; training through genrec-train's loop. [`p5`] (Hua et al.,
+//! 2023: prompts over any index into a T5 with whole-word embeddings) decodes the same way.
+//! SETRec is not built yet (listed as absent in the README).
 
 mod error;
 pub mod lcrec;

@@ -78,6 +78,11 @@ pub struct T5Config {
     pub gated_ffn: bool,
     /// RMSNorm epsilon (default 1e-6, T5's).
     pub norm_eps: f64,
+    /// Whole-word embeddings (P5): a table of this many word positions added to the encoder's
+    /// token embeddings, indexed by each token's word number (0 = padding); 0 = none (default,
+    /// TIGER). Left out of the written config when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub whole_word_ids: usize,
 }
 
 impl Default for T5Config {
@@ -95,8 +100,13 @@ impl Default for T5Config {
             relative_max_distance: 128,
             gated_ffn: false,
             norm_eps: 1e-6,
+            whole_word_ids: 0,
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl T5Config {
@@ -150,6 +160,12 @@ impl T5Config {
                 ),
             ));
         }
+        if self.whole_word_ids > 100_000 {
+            return Err(GenerativeError::config(
+                "model.t5.whole_word_ids",
+                format!("= {} is above 100,000 word positions", self.whole_word_ids),
+            ));
+        }
         // `!(x > 0)` also catches NaN (Burn's RMSNorm panics on it).
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
             return Err(GenerativeError::config(
@@ -192,6 +208,11 @@ impl T5Config {
             shared: EmbeddingConfig::new(self.vocab_size, self.d_model)
                 .with_initializer(normal(1.0))
                 .init(device),
+            whole_word: (self.whole_word_ids > 0).then(|| {
+                EmbeddingConfig::new(self.whole_word_ids, self.d_model)
+                    .with_initializer(normal(1.0))
+                    .init(device)
+            }),
             encoder_bias: relative_bias(true),
             encoder: (0..self.encoder_layers)
                 .map(|_| EncoderBlock {
@@ -568,6 +589,8 @@ impl<B: Backend> SelfCache<B> {
 pub struct T5<B: Backend> {
     /// `[vocab, d_model]`, input embedding of both stacks and (transposed) the LM head.
     shared: Embedding<B>,
+    /// `[word positions, d_model]`, added to the encoder input by word number (P5); `None` = off.
+    whole_word: Option<Embedding<B>>,
     encoder_bias: RelativeBias<B>,
     encoder: Vec<EncoderBlock<B>>,
     encoder_norm: RmsNorm<B>,
@@ -604,12 +627,31 @@ impl<B: Backend> T5<B> {
         pad: Tensor<B, 2, Bool>,
         rng: &mut Option<&mut ChaCha8Rng>,
     ) -> Tensor<B, 3> {
+        self.encode_words_with(tokens, None, pad, rng)
+    }
+
+    /// [`Self::encode_with`] with each token's whole-word number (P5), whose embedding is added
+    /// to the token's when the model has a whole-word table (ignored otherwise).
+    ///
+    /// # Shapes
+    /// - `tokens`, `words`, `pad`: `[batch, src]`; output `[batch, src, d_model]`
+    pub fn encode_words_with(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        words: Option<Tensor<B, 2, Int>>,
+        pad: Tensor<B, 2, Bool>,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
         let [_, src] = tokens.dims();
         let device = tokens.device();
         let relative = self.encoder_bias.forward(0..src, src, &device);
         let heads = relative.dims()[1];
         let bias = relative + full_pad_bias(pad_bias(pad), heads, src);
-        let mut x = drop_out(self.shared.forward(tokens), self.dropout, rng.as_deref_mut());
+        let mut x = self.shared.forward(tokens);
+        if let (Some(table), Some(words)) = (&self.whole_word, words) {
+            x = x + table.forward(words);
+        }
+        let mut x = drop_out(x, self.dropout, rng.as_deref_mut());
         for block in &self.encoder {
             x = block.forward(x, bias.clone(), rng);
         }

@@ -151,6 +151,8 @@ pub struct TigerBatch<B: Backend> {
     pub src: Tensor<B, 2, Int>,
     /// `[batch, src]` true at padding.
     pub src_pad: Tensor<B, 2, Bool>,
+    /// `[batch, src]` whole-word numbers of the encoder tokens (P5's prompts); `None` for TIGER.
+    pub src_words: Option<Tensor<B, 2, Int>>,
     /// `[batch, levels]` `[BOS, c_1 … c_{L−1}]`.
     pub dec: Tensor<B, 2, Int>,
     /// `[batch * levels]` target tokens (PAD where the tuple is shorter).
@@ -212,31 +214,48 @@ impl<B: Backend> TigerBatch<B> {
         device: &B::Device,
     ) -> Self {
         let (src, src_pad) = history_tokens(histories, prefix, index, layout, max_items, device);
-        let levels = index.levels();
-        let n = targets.len();
-        let mut dec = Vec::with_capacity(n * levels);
-        let mut target = Vec::with_capacity(n * levels);
-        let mut mask = Vec::with_capacity(n * levels);
-        for &t in targets {
-            let tokens = layout.tokens(index.codes(t));
-            for l in 0..levels {
-                dec.push(if l == 0 {
-                    TokenLayout::BOS
-                } else {
-                    tokens.get(l - 1).copied().unwrap_or(TokenLayout::PAD)
-                } as i64);
-                target.push(tokens.get(l).copied().unwrap_or(TokenLayout::PAD) as i64);
-                mask.push(if l < tokens.len() { 1.0f32 } else { 0.0 });
-            }
-        }
+        let (dec, target, target_mask) = decoder_targets(targets, index, layout, device);
         TigerBatch {
             src,
             src_pad,
-            dec: Tensor::from_data(TensorData::new(dec, [n, levels]), device),
-            target: Tensor::from_data(TensorData::new(target, [n * levels]), device),
-            target_mask: Tensor::from_data(TensorData::new(mask, [n * levels]), device),
+            src_words: None,
+            dec,
+            target,
+            target_mask,
         }
     }
+}
+
+/// Teacher-forcing tensors of target items: decoder inputs `[n, levels]` (`[BOS, c_1 …
+/// c_{L−1}]`), targets `[n · levels]` (PAD where a tuple is shorter) and their mask.
+pub(crate) fn decoder_targets<B: Backend>(
+    targets: &[ItemId],
+    index: &ItemIndex,
+    layout: &TokenLayout,
+    device: &B::Device,
+) -> (Tensor<B, 2, Int>, Tensor<B, 1, Int>, Tensor<B, 1>) {
+    let levels = index.levels();
+    let n = targets.len();
+    let mut dec = Vec::with_capacity(n * levels);
+    let mut target = Vec::with_capacity(n * levels);
+    let mut mask = Vec::with_capacity(n * levels);
+    for &t in targets {
+        let tokens = layout.tokens(index.codes(t));
+        for l in 0..levels {
+            dec.push(if l == 0 {
+                TokenLayout::BOS
+            } else {
+                tokens.get(l - 1).copied().unwrap_or(TokenLayout::PAD)
+            } as i64);
+            target.push(tokens.get(l).copied().unwrap_or(TokenLayout::PAD) as i64);
+            mask.push(if l < tokens.len() { 1.0f32 } else { 0.0 });
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(dec, [n, levels]), device),
+        Tensor::from_data(TensorData::new(target, [n * levels]), device),
+        Tensor::from_data(TensorData::new(mask, [n * levels]), device),
+    )
 }
 
 impl<B: Backend> Tiger<B> {
@@ -285,46 +304,81 @@ impl<B: Backend> Tiger<B> {
             &device,
         );
         let memory = self.model.encode(src, pad.clone());
-        let mut steps = T5Steps {
-            model: &self.model,
-            cross: self.model.cross_cache(memory, pad),
-            cache: SelfCache::new(self.config.t5.decoder_layers),
-            groups: histories.len(),
-            vocab: self.layout.vocab_size() as usize + self.config.user_tokens,
-            device,
-        };
         let constraint = if self.config.constrained {
             Constraint::Tree(&self.token_trie)
         } else {
             Constraint::Ranges(&self.level_tokens)
         };
-        let found = beam_search(&mut steps, &vec![constraint; histories.len()], self.config.beam.max(k));
-        found
-            .into_iter()
-            .map(|finished| {
-                let mut out = Vec::with_capacity(k);
-                let mut invalid = 0;
-                for hyp in finished {
-                    if out.len() == k {
-                        break;
-                    }
-                    let codes: Vec<u32> = hyp
-                        .tokens
-                        .iter()
-                        .map(|&t| self.layout.code(t).expect("decoded tokens are code tokens").1)
-                        .collect();
-                    let item = self.index.item(&codes).unwrap_or_else(|| {
-                        invalid += 1;
-                        (self.index.n_items() + invalid - 1) as ItemId
-                    });
-                    if !out.contains(&item) {
-                        out.push(item);
-                    }
-                }
-                out
-            })
-            .collect()
+        let vocab = self.layout.vocab_size() as usize + self.config.user_tokens;
+        let beam = self.config.beam.max(k);
+        decode_items(
+            &self.model,
+            memory,
+            pad,
+            vocab,
+            constraint,
+            beam,
+            k,
+            &self.index,
+            &self.layout,
+        )
     }
+}
+
+/// Beam search from encoder memory to item lists, best first, at most `k` each: what TIGER and
+/// P5's T5 share. Code tuples that are no item (possible only under `Constraint::Ranges`) become
+/// invalid ids `n_items + j`.
+///
+/// # Shapes
+/// - `memory`: `[users, src, d_model]`; `pad`: `[users, src]`
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_items<B: Backend>(
+    model: &T5<B>,
+    memory: Tensor<B, 3>,
+    pad: Tensor<B, 2, Bool>,
+    vocab: usize,
+    constraint: Constraint,
+    beam: usize,
+    k: usize,
+    index: &ItemIndex,
+    layout: &TokenLayout,
+) -> Vec<Vec<ItemId>> {
+    let groups = memory.dims()[0];
+    let device = memory.device();
+    let mut steps = T5Steps {
+        model,
+        cross: model.cross_cache(memory, pad),
+        cache: SelfCache::new(model.decoder_layers()),
+        groups,
+        vocab,
+        device,
+    };
+    let found = beam_search(&mut steps, &vec![constraint; groups], beam);
+    found
+        .into_iter()
+        .map(|finished| {
+            let mut out = Vec::with_capacity(k);
+            let mut invalid = 0;
+            for hyp in finished {
+                if out.len() == k {
+                    break;
+                }
+                let codes: Vec<u32> = hyp
+                    .tokens
+                    .iter()
+                    .map(|&t| layout.code(t).expect("decoded tokens are code tokens").1)
+                    .collect();
+                let item = index.item(&codes).unwrap_or_else(|| {
+                    invalid += 1;
+                    (index.n_items() + invalid - 1) as ItemId
+                });
+                if !out.contains(&item) {
+                    out.push(item);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// TIGER's T5 decoder over one batch of users, for the shared beam search: the encoder ran once,
@@ -509,7 +563,7 @@ pub fn train_tiger<B: AutodiffBackend>(
 /// from `rng` (training) or none.
 pub fn tiger_loss<B: Backend>(model: &T5<B>, batch: &TigerBatch<B>, rng: Option<&mut ChaCha8Rng>) -> Tensor<B, 1> {
     let rng = &mut { rng };
-    let memory = model.encode_with(batch.src.clone(), batch.src_pad.clone(), rng);
+    let memory = model.encode_words_with(batch.src.clone(), batch.src_words.clone(), batch.src_pad.clone(), rng);
     let logits = model.decode_with(memory, batch.src_pad.clone(), batch.dec.clone(), rng);
     let [n, levels, vocab] = logits.dims();
     let logp = log_softmax(logits.reshape([n * levels, vocab]), 1);
