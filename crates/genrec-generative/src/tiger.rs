@@ -325,6 +325,20 @@ impl<B: Backend> Tiger<B> {
     }
 }
 
+/// `generate` over chunks of `size` histories (with their users when known), the lists in order.
+pub(crate) fn in_chunks(
+    size: usize,
+    users: Option<&[UserId]>,
+    histories: &[&[ItemId]],
+    generate: impl Fn(Option<&[UserId]>, &[&[ItemId]]) -> Vec<Vec<ItemId>>,
+) -> Vec<Vec<ItemId>> {
+    histories
+        .chunks(size)
+        .enumerate()
+        .flat_map(|(c, chunk)| generate(users.map(|u| &u[c * size..c * size + chunk.len()]), chunk))
+        .collect()
+}
+
 /// Beam search from encoder memory to item lists, best first, at most `k` each: what TIGER and
 /// P5's T5 share. Code tuples that are no item (possible only under `Constraint::Ranges`) become
 /// invalid ids `n_items + j`.
@@ -436,18 +450,13 @@ impl<B: Backend> Recommender for Tiger<B> {
     }
 
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        histories
-            .chunks(self.config.decode_batch)
-            .flat_map(|chunk| self.generate(None, chunk, k))
-            .collect()
+        in_chunks(self.config.decode_batch, None, histories, |u, h| self.generate(u, h, k))
     }
 
     fn recommend_users(&self, users: &[UserId], histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        histories
-            .chunks(self.config.decode_batch)
-            .zip(users.chunks(self.config.decode_batch))
-            .flat_map(|(chunk, users)| self.generate(Some(users), chunk, k))
-            .collect()
+        in_chunks(self.config.decode_batch, Some(users), histories, |u, h| {
+            self.generate(u, h, k)
+        })
     }
 }
 

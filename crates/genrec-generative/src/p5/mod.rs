@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::t5::{T5Config, T5};
-use crate::tiger::{decode_items, decoder_targets, example, tiger_loss, training_examples, TigerBatch};
+use crate::tiger::{decode_items, decoder_targets, example, in_chunks, tiger_loss, training_examples, TigerBatch};
 use crate::GenerativeError;
 use prompts::{fill, WordVocabulary, SEEN, UNSEEN};
 
@@ -257,18 +257,13 @@ impl<B: Backend> Recommender for P5<B> {
     }
 
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        histories
-            .chunks(self.config.decode_batch)
-            .flat_map(|chunk| self.generate(None, chunk, k))
-            .collect()
+        in_chunks(self.config.decode_batch, None, histories, |u, h| self.generate(u, h, k))
     }
 
     fn recommend_users(&self, users: &[UserId], histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        histories
-            .chunks(self.config.decode_batch)
-            .zip(users.chunks(self.config.decode_batch))
-            .flat_map(|(chunk, users)| self.generate(Some(users), chunk, k))
-            .collect()
+        in_chunks(self.config.decode_batch, Some(users), histories, |u, h| {
+            self.generate(u, h, k)
+        })
     }
 }
 
