@@ -53,7 +53,9 @@ pub struct TigerConfig {
     /// Users decoded together (default 256).
     pub decode_batch: usize,
     /// Hashed user tokens (the paper: 2,000; default 0 = none): user `u`'s bucket token is
-    /// prepended to the encoder input, in training and in evaluation.
+    /// prepended to the encoder input, in training and in evaluation. Left out of the written
+    /// config when 0, so runs from before the option still resume.
+    #[serde(skip_serializing_if = "is_zero")]
     pub user_tokens: usize,
 }
 
@@ -285,8 +287,9 @@ impl<B: Backend> Tiger<B> {
 
     /// Beam search for a batch of histories: up to `k` items each, best first. With
     /// `constrained = false`, tuples that are no item come back as ids `n_items + j`. A model
-    /// trained with user tokens reads `users` (`users[i]` owns `histories[i]`); without them it
-    /// sees the histories alone.
+    /// trained with user tokens reads `users` (`users[i]` owns `histories[i]`); without them
+    /// (`recommend`, not `recommend_users`) it sees the histories alone, an input it never saw in
+    /// training: evaluation always passes the users.
     pub fn generate(&self, users: Option<&[UserId]>, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
         let device = self.model.devices()[0].clone();
         let prefix: Option<Vec<u32>> = users.filter(|_| self.config.user_tokens > 0).map(|users| {
@@ -323,6 +326,10 @@ impl<B: Backend> Tiger<B> {
             &self.layout,
         )
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `generate` over chunks of `size` histories (with their users when known), the lists in order.

@@ -696,17 +696,15 @@ impl<B: Backend> Llama<B> {
         let device = self.embed.val().device();
         // Built from host values: a fresh leaf that can train (an expression of `embed` cannot).
         let leaf = |t: Tensor<B, 2>| Tensor::<B, 2>::from_data(t.into_data(), &device);
-        let embed = leaf(embed);
-        self.added = Some(Param::from_tensor(match self.added.take() {
+        self.added = Some(Param::from_tensor(leaf(match self.added.take() {
             Some(a) => Tensor::cat(vec![a.val(), embed], 0),
             None => embed,
-        }));
+        })));
         if let (Some(head), true) = (head, self.head.is_some()) {
-            let head = leaf(head);
-            self.added_head = Some(Param::from_tensor(match self.added_head.take() {
+            self.added_head = Some(Param::from_tensor(leaf(match self.added_head.take() {
                 Some(a) => Tensor::cat(vec![a.val(), head], 1),
                 None => head,
-            }));
+            })));
         }
         self
     }
@@ -763,8 +761,9 @@ impl<B: Backend> Llama<B> {
     /// backends). The same logits; the head is untied from then on (its memory is doubled).
     pub fn prepared_for_decoding(self) -> Self {
         let mut model = self.merge_lora();
-        let embed = model.embedding();
-        let device = embed.device();
+        let device = model.embed.val().device();
+        // Fresh leaves (from host values): expressions of trainable tensors cannot be parameters.
+        let embed = Tensor::<B, 2>::from_data(model.embedding().into_data(), &device);
         let head = Tensor::<B, 2>::from_data(model.head_rows().transpose().into_data(), &device);
         model.embed = Param::from_tensor(embed);
         model.added = None;

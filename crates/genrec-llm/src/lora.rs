@@ -205,6 +205,8 @@ impl<B: Backend> Proj<B> {
             None => self,
             Some(adapter) => {
                 let w = self.base.weight.val() + adapter.delta();
+                // A fresh leaf: an expression of trainable tensors cannot become a parameter.
+                let w = Tensor::from_data(w.into_data(), &adapter.a.val().device());
                 Proj {
                     base: Linear {
                         weight: Param::from_tensor(w),
@@ -275,6 +277,20 @@ pub fn save_delta<B: Backend>(
             .map_err(|e| io(&format!("{e:?}")))?;
         Ok((dims, values.iter().flat_map(|x| x.to_le_bytes()).collect()))
     };
+    // The metadata must describe the tensors written: every block adapts exactly `config.targets`
+    // at `config.rank`.
+    for (l, block) in model.blocks().iter().enumerate() {
+        for target in LoraTarget::ALL {
+            let rank = block.proj(target).lora.as_ref().map(|a| a.a.val().dims()[1]);
+            let expected = config.targets.contains(&target).then_some(config.rank);
+            if rank != expected {
+                return Err(io(&format!(
+                    "block {l}'s `{}` projection has an adapter of rank {rank:?}, the LoRA config says {expected:?}",
+                    target.name()
+                )));
+            }
+        }
+    }
     let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, block) in model.blocks().iter().enumerate() {
         for target in LoraTarget::ALL {
@@ -539,6 +555,25 @@ mod tests {
             let diff = max_diff(&logits(&merged), &unmerged);
             assert!(diff < 1e-4, "merged vs unmerged logits differ by {diff}");
         }
+    }
+
+    #[test]
+    fn merging_and_growing_work_on_an_autodiff_model() {
+        // Expressions of trainable tensors become fresh parameters (a non-leaf would panic).
+        let model = perturb(tiny::<A>(true, 1).grow_vocab(2).grow_vocab_normal(3, 0.02, 1), 2);
+        let model = perturb(model.with_lora(&LoraConfig::default(), 3).unwrap(), 4);
+        assert_eq!(model.vocab_size(), 45);
+        let merged = model.clone().merge_lora().prepared_for_decoding();
+        assert!(max_diff(&logits(&merged), &logits(&model)) < 1e-4);
+        let wrong = LoraConfig {
+            rank: 4,
+            ..LoraConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let err = save_delta(&model, &wrong, &dir.path().join("a.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rank Some(8)") && err.contains("Some(4)"), "{err}");
     }
 
     #[test]

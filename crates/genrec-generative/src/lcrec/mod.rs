@@ -240,8 +240,9 @@ impl CodeVocabulary {
             .tokenizer
             .encode(&example.response)
             .map_err(|e| GenerativeError::config("data", format!("response: {e}")))?;
+        // A long response (a title) is cut before its end token, which always stays.
+        response.truncate(max_tokens / 2 - 1);
         response.push(self.tokenizer.eos_id());
-        response.truncate(max_tokens / 2);
         let room = max_tokens - response.len();
         if prompt.len() > room {
             prompt.drain(..prompt.len() - room);
@@ -309,7 +310,20 @@ pub fn base_model<B: Backend>(
 ) -> Result<Llama<B>, GenerativeError> {
     let llm = |e: genrec_llm::LlmError| GenerativeError::config("model", format!("SmolLM2: {e}"));
     let model = first_blocks::<B>(file, config.layers, device)?;
-    let added = vocabulary.tokenizer.vocab_size() - model.vocab_size();
+    let added = vocabulary
+        .tokenizer
+        .vocab_size()
+        .checked_sub(model.vocab_size())
+        .ok_or_else(|| {
+            GenerativeError::config(
+                "model",
+                format!(
+                    "the checkpoint has {} token rows, more than its tokenizer's {} ids",
+                    model.vocab_size(),
+                    vocabulary.tokenizer.vocab_size()
+                ),
+            )
+        })?;
     let model = match config.new_rows {
         NewRows::Normal => model.grow_vocab_normal(added, 0.02, seed ^ 0xC0DE5),
         NewRows::Mean => model.grow_vocab(added),

@@ -330,33 +330,42 @@ pub fn fill(
     codes: &CodeWriter,
     index: &ItemIndex,
 ) -> Option<Example> {
-    let fill_one = |text: &str| -> Option<String> {
-        let mut out = text.to_string();
-        if out.contains("{history}") {
-            let items: Vec<String> = source.history.iter().map(|&i| codes.item(index, i)).collect();
-            out = out.replace("{history}", &items.join(", "));
-        }
-        if out.contains("{history_titles}") {
-            // Items without a title are left out of a title history; none left = no example.
-            let titles: Vec<String> = source
-                .history
-                .iter()
-                .filter_map(|&i| texts.titles[i as usize].as_ref().map(|t| format!("\"{t}\"")))
-                .collect();
-            if titles.is_empty() {
-                return None;
+    // One left-to-right pass over the template: inserted text (a title with braces in it) is
+    // never scanned for placeholders again.
+    let value = |name: &str| -> Option<String> {
+        Some(match name {
+            "history" => {
+                let items: Vec<String> = source.history.iter().map(|&i| codes.item(index, i)).collect();
+                items.join(", ")
             }
-            out = out.replace("{history_titles}", &titles.join(", "));
+            "history_titles" => {
+                // Items without a title are left out of a title history; none left = no example.
+                let titles: Vec<String> = source
+                    .history
+                    .iter()
+                    .filter_map(|&i| texts.titles[i as usize].as_ref().map(|t| format!("\"{t}\"")))
+                    .collect();
+                if titles.is_empty() {
+                    return None;
+                }
+                titles.join(", ")
+            }
+            "item" => codes.item(index, source.target),
+            "title" => texts.titles[source.target as usize].clone()?,
+            "details" => texts.details[source.target as usize].clone()?,
+            other => unreachable!("template placeholder {{{other}}} (the templates are constants, tested)"),
+        })
+    };
+    let fill_one = |text: &str| -> Option<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let close = open + rest[open..].find('}')?;
+            out.push_str(&rest[..open]);
+            out.push_str(&value(&rest[open + 1..close])?);
+            rest = &rest[close + 1..];
         }
-        if out.contains("{item}") {
-            out = out.replace("{item}", &codes.item(index, source.target));
-        }
-        if out.contains("{title}") {
-            out = out.replace("{title}", texts.titles[source.target as usize].as_ref()?);
-        }
-        if out.contains("{details}") {
-            out = out.replace("{details}", texts.details[source.target as usize].as_ref()?);
-        }
+        out.push_str(rest);
         Some(out)
     };
     Some(Example {
@@ -561,6 +570,14 @@ mod tests {
             "no details"
         );
         assert_eq!(fill(&INDEX2ITEM[0], &item(2), &texts, &codes, &index), None, "no title");
+        // Inserted text is not scanned again: a title with a placeholder in it stays as written.
+        let mut odd = texts.clone();
+        odd.titles[0] = Some("Odd {item} Title".into());
+        let e = fill(&FUSION_INDEX[2], &fusion, &odd, &codes, &index).unwrap();
+        assert_eq!(
+            e.instruction,
+            "Given the titles \"Odd {item} Title\", recommend the next item."
+        );
         let e = fill(&INDEX2ITEM[0], &item(3), &texts, &codes, &index).unwrap();
         assert_eq!(
             (e.instruction.as_str(), e.response.as_str()),

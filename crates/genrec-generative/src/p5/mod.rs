@@ -112,14 +112,21 @@ impl P5Config {
         }
         .validate()
         .map_err(|e| GenerativeError::config("model.t5", e.to_string()))?;
-        if self.t5.whole_word_ids > 0 && self.t5.whole_word_ids < 2 * self.max_items + 16 {
+        // Word numbers run from 1 to the longest prompt's piece count (0 is padding).
+        let history = vec![0; self.max_items];
+        let needed = SEEN
+            .iter()
+            .chain(UNSEEN)
+            .map(|t| fill(t, 0, &history).len())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        if self.t5.whole_word_ids > 0 && self.t5.whole_word_ids < needed {
             return Err(GenerativeError::config(
                 "model.t5.whole_word_ids",
                 format!(
-                    "= {} is too few word positions for prompts of {} items (at least {})",
-                    self.t5.whole_word_ids,
-                    self.max_items,
-                    2 * self.max_items + 16
+                    "= {} is too few word positions for prompts of {} items (at least {needed})",
+                    self.t5.whole_word_ids, self.max_items
                 ),
             ));
         }
@@ -436,5 +443,16 @@ mod tests {
             ..P5Config::default()
         };
         assert!(bad(few).starts_with("model.t5.whole_word_ids"));
+        // Five items: the longest template has 2·5 + 18 pieces, so 29 word numbers (0 = padding).
+        let table = |n| P5Config {
+            max_items: 5,
+            t5: T5Config {
+                whole_word_ids: n,
+                ..T5Config::default()
+            },
+            ..P5Config::default()
+        };
+        assert!(bad(table(28)).contains("at least 29"));
+        table(29).validate(10).unwrap();
     }
 }
