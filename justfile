@@ -61,6 +61,12 @@ p5-ml100k *ARGS:
     {{genrec}} run experiments/p5-ml100k.toml {{ARGS}}
 p5-beauty *ARGS:
     {{genrec}} run experiments/p5-beauty.toml {{ARGS}}
+# The indexing study (issue 28) on ML-100K: RID, SID, CID, SemID, CID+IID, SemID+IID at one
+# budget (the TOML's), 3 seeds each; then `genrec report runs/p5-ml100k-*` and `genrec compare`.
+p5-study-ml100k *ARGS:
+    for m in random sid cid rqvae; do {{genrec}} run experiments/p5-ml100k.toml --seeds 3 --set "index.method=\"$m\"" --set "name=\"p5-ml100k-$m\"" {{ARGS}}; done
+    for b in cid rqvae; do {{genrec}} run experiments/p5-ml100k.toml --seeds 3 --set "index.hybrid_base=\"$b\"" --set "name=\"p5-ml100k-$b-iid\"" {{ARGS}}; done
+
 # LC-Rec: SmolLM2 (first 8 blocks on a CPU) taught RQ-VAE code tokens by alignment tasks, LoRA.
 # `just lcrec-ml100k --set model.tasks.item2index=0 ...` for the sequential-only ablation.
 lcrec-ml100k *ARGS:
