@@ -78,6 +78,23 @@ lcrec-beauty *ARGS:
 lcrec-toys *ARGS:
     {{genrec}} run experiments/lcrec-toys.toml {{ARGS}}
 
+# SLMRec (genrec-distill): a SASRec run's item table feeds an LLM teacher (SmolLM2 + LoRA, kind
+# llmrec); 4-block students are distilled from it, and trained without distillation (the
+# ablation); one report puts the four side by side (`genrec compare` for paired tests).
+# DATASET: ml100k or beauty. Every run shares the experiment's seed (item ids must agree).
+slmrec-study DATASET *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    latest() { ls -td runs/"$1"-2* | head -1; }
+    {{genrec}} run experiments/sasrec-{{DATASET}}.toml {{ARGS}}
+    sasrec=$(latest sasrec-{{DATASET}})
+    {{genrec}} run experiments/llmrec-{{DATASET}}.toml --set "model.item_vectors=\"$sasrec/item_embeddings.npy\"" {{ARGS}}
+    teacher=$(latest llmrec-{{DATASET}})
+    {{genrec}} run experiments/slmrec-{{DATASET}}.toml --set "model.teacher=\"$teacher\"" {{ARGS}}
+    student=$(latest slmrec-{{DATASET}})
+    {{genrec}} run experiments/slmrec-{{DATASET}}.toml --set "model.teacher=\"$teacher\"" --set model.distill=false --set 'name="slmrec-{{DATASET}}-nokd"' {{ARGS}}
+    {{genrec}} report "$sasrec" "$teacher" "$student" "$(latest slmrec-{{DATASET}}-nokd)"
+
 # Graph CF on RLMRec's amazon-book split (GENREC_DATA_DIR must hold rlmrec/amazon-book).
 lightgcn-amazon-book *ARGS:
     {{genrec}} run experiments/lightgcn-amazon-book.toml {{ARGS}}
@@ -179,6 +196,11 @@ anchor-tiger-train SPLIT INDEX OUT *ARGS:
 # LC-Rec decoding (8 SmolLM2 blocks, 1,682 items x 4 code tokens, beam 20, trie), users/s.
 bench-lcrec:
     cargo bench -p genrec-benches --bench lcrec
+
+# SLMRec: 30-block teacher against 4-block students (with and without distillation), a training
+# step each and scoring 64 users; prints the parameter counts.
+bench-slmrec:
+    cargo bench -p genrec-benches --bench slmrec
 
 # The PyTorch anchor of bench-lcrec: transformers' generate with prefix_allowed_tokens_fn.
 anchor-lcrec:

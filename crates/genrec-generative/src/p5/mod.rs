@@ -5,10 +5,12 @@
 //! next item's identifier, constrained by the trie of every item's code tokens (the same batched
 //! beam search as TIGER). Training draws one of the seen templates per example and access;
 //! evaluation uses one template (`eval_template`, an unseen one by default; re-evaluate a
-//! finished run with another through `--resume COPY --set model.eval_template=…`).
+//! finished run with another through `--resume COPY --set model.eval_template=…`). With
+//! `report_templates`, the trained model is also scored on the test users with every template
+//! ([`evaluate_templates`]): each template's row and the means over the seen, the unseen and all
+//! templates go to `templates.json` in the run directory, as OpenP5 reports them.
 //!
-//! Built: the T5 backbone from scratch. Not built: the SmolLM2 backbone, metrics averaged over
-//! several evaluation templates in one run.
+//! Built: the T5 backbone from scratch. Not built: the SmolLM2 backbone.
 
 pub mod prompts;
 
@@ -51,6 +53,9 @@ pub struct P5Config {
     pub positions_per_user: usize,
     /// Users decoded together (default 256).
     pub decode_batch: usize,
+    /// After training, score the test users with every template into `templates.json` (default
+    /// false: one decode of the test split per template).
+    pub report_templates: bool,
 }
 
 impl Default for P5Config {
@@ -67,6 +72,7 @@ impl Default for P5Config {
             beam: 20,
             positions_per_user: 0,
             decode_batch: 256,
+            report_templates: false,
         }
     }
 }
@@ -146,7 +152,13 @@ impl P5Config {
     pub fn trained_part(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
-            for key in ["eval_unseen", "eval_template", "beam", "decode_batch"] {
+            for key in [
+                "eval_unseen",
+                "eval_template",
+                "beam",
+                "decode_batch",
+                "report_templates",
+            ] {
                 map.remove(key);
             }
         }
@@ -274,6 +286,73 @@ impl<B: Backend> Recommender for P5<B> {
     }
 }
 
+/// One template's test metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateRow {
+    /// `seen` or `unseen`.
+    pub group: String,
+    /// Its number within the group (`model.eval_template`).
+    pub template: usize,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// Every template's metrics on `cases` and the means over the seen, the unseen and all of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateReport {
+    pub rows: Vec<TemplateRow>,
+    pub mean_seen: std::collections::BTreeMap<String, f64>,
+    pub mean_unseen: std::collections::BTreeMap<String, f64>,
+    pub mean_all: std::collections::BTreeMap<String, f64>,
+}
+
+/// Scores `p5` on `cases` with each seen and unseen template in turn (the trained weights are
+/// shared; only the prompt changes).
+pub fn evaluate_templates<B: Backend>(
+    p5: &P5<B>,
+    cases: &[genrec_data::EvalCase],
+    eval: &EvalConfig,
+    seed: u64,
+) -> Result<TemplateReport, genrec_eval::EvalError> {
+    let mut rows = Vec::new();
+    for (unseen, group) in [(false, SEEN), (true, UNSEEN)] {
+        for template in 0..group.len() {
+            let variant = P5 {
+                model: p5.model.clone(),
+                index: p5.index.clone(),
+                vocab: p5.vocab.clone(),
+                config: P5Config {
+                    eval_unseen: unseen,
+                    eval_template: template,
+                    ..p5.config.clone()
+                },
+                token_trie: p5.token_trie.clone(),
+            };
+            let e = evaluate(&variant, cases, None, eval, seed)?;
+            rows.push(TemplateRow {
+                group: if unseen { "unseen" } else { "seen" }.into(),
+                template,
+                metrics: e.metrics.into_iter().collect(),
+            });
+        }
+    }
+    let mean = |keep: &dyn Fn(&TemplateRow) -> bool| {
+        let picked: Vec<&TemplateRow> = rows.iter().filter(|r| keep(r)).collect();
+        let mut out = std::collections::BTreeMap::new();
+        for row in &picked {
+            for (k, v) in &row.metrics {
+                *out.entry(k.clone()).or_insert(0.0) += v / picked.len() as f64;
+            }
+        }
+        out
+    };
+    Ok(TemplateReport {
+        mean_seen: mean(&|r| r.group == "seen"),
+        mean_unseen: mean(&|r| r.group == "unseen"),
+        mean_all: mean(&|_| true),
+        rows,
+    })
+}
+
 /// Trains P5 over `index` with the shared loop (a seen template drawn per example and access;
 /// early stopping on validation with the evaluation template) and returns the best model.
 pub fn train_p5<B: AutodiffBackend>(
@@ -294,6 +373,7 @@ pub fn train_p5<B: AutodiffBackend>(
         });
     }
     let seed = run.seed;
+    let dir = run.checkpoints.dir.map(|d| d.to_path_buf());
     let vocab = vocabulary(index, config);
     let t5_config = T5Config {
         vocab_size: vocab.size() as usize,
@@ -340,7 +420,17 @@ pub fn train_p5<B: AutodiffBackend>(
         model_config: config.trained_part(),
     };
     let trained = train_model(t5, task, train, device, run)?;
-    Ok(trained.map(|t5| P5::new(t5, index.clone(), config.clone())))
+    let trained = trained.map(|t5| P5::new(t5, index.clone(), config.clone()));
+    if let (Some(dir), true) = (dir, config.report_templates) {
+        let report = evaluate_templates(&trained.model, &split.test, eval, seed)
+            .map_err(|e| GenerativeError::config("model.report_templates", e.to_string()))?;
+        let path = dir.join("templates.json");
+        let tmp = dir.join("templates.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&report).expect("plain data"))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| GenerativeError::config("model.report_templates", format!("{}: {e}", path.display())))?;
+    }
+    Ok(trained)
 }
 
 #[cfg(test)]
