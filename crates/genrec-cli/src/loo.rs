@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use genrec_eval::report::MetricsReport;
 use genrec_eval::{evaluate, Evaluation};
@@ -59,6 +59,9 @@ pub fn run<M: LooModel>(
     let valid = evaluate(model.as_ref(), &split.valid, Some(&counts), &config.eval, config.seed)?;
     let test = evaluate(model.as_ref(), &split.test, Some(&counts), &config.eval, config.seed)?;
     let eval_seconds = started.elapsed().as_secs_f64();
+    if config.eval.write_lists {
+        write_lists(&dir.join("lists_test.jsonl"), &split.test, &test.lists)?;
+    }
     log.line(&format!(
         "trained {kind} in {train_seconds:.1}s, evaluated in {eval_seconds:.1}s"
     ));
@@ -97,4 +100,25 @@ impl<M: LooModel> BackendJob for FitJob<'_, M> {
     fn run<B: AutodiffBackend>(mut self, device: B::Device) -> Self::Output {
         self.model.fit::<B>(&mut self.ctx, &device)
     }
+}
+
+/// The test users' top-K lists in the `genrec evaluate --lists` format, one JSON line per user
+/// (atomically: a temporary file, then a rename).
+fn write_lists(path: &Path, cases: &[genrec_data::EvalCase], lists: &[Vec<genrec_data::ItemId>]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?);
+    for (case, ranked) in cases.iter().zip(lists) {
+        let line = serde_json::json!({
+            "user": case.user,
+            "target": case.target,
+            "ranked": ranked,
+            "history": case.history,
+        });
+        writeln!(out, "{line}").with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    out.flush().with_context(|| format!("writing {}", tmp.display()))?;
+    drop(out);
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

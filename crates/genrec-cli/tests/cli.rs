@@ -792,6 +792,35 @@ fn slmrec_teacher_then_students_with_and_without_distillation() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
     };
     assert_eq!(metrics(&teacher_dir)["model"], "llmrec");
+    // The teacher's test lists, re-scored by `genrec evaluate`, give its own test metrics.
+    let listed = run_dir(&ok(&[
+        "run",
+        teacher.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "eval.write_lists=true",
+    ]));
+    let lists = listed.join("lists_test.jsonl");
+    let scored: serde_json::Value = serde_json::from_str(&ok(&[
+        "evaluate",
+        "--lists",
+        lists.to_str().unwrap(),
+        "--k",
+        "5,10",
+        "--items",
+        "20",
+    ]))
+    .unwrap();
+    let own = metrics(&listed);
+    assert_eq!(scored["users"], own["users"]);
+    for m in ["recall@10", "ndcg@10"] {
+        let (a, b) = (
+            scored["metrics"][m].as_f64().unwrap(),
+            own["metrics"][m].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{m}: lists {a} vs run {b}");
+    }
     let student = tmp.path().join("student.toml");
     std::fs::write(
         &student,

@@ -47,6 +47,9 @@ pub struct EvalConfig {
     /// Hold-out protocol only (graph CF): which of the user's own items are removed from the
     /// ranking, `train` (default) or `train+valid`; written into metrics.json.
     pub mask: crate::multi::MaskMode,
+    /// Keep every user's top-K list ([`Evaluation::lists`]); a leave-one-out run then writes
+    /// its test lists to `lists_test.jsonl` (the `genrec evaluate --lists` format). Default false.
+    pub write_lists: bool,
 }
 
 impl Default for EvalConfig {
@@ -60,6 +63,7 @@ impl Default for EvalConfig {
             popularity_edges: vec![1, 5, 20, 100],
             history_edges: vec![5, 10, 20],
             mask: Default::default(),
+            write_lists: false,
         }
     }
 }
@@ -131,6 +135,10 @@ pub struct Evaluation {
     /// `popularity` and `history_length` breakdowns.
     pub groups: BTreeMap<String, Vec<GroupMetrics>>,
     pub outcomes: Vec<UserOutcome>,
+    /// With `write_lists`: each case's top-K list (K = the largest cut-off; history items
+    /// removed when `exclude_history`), in the order of `outcomes`; otherwise empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<Vec<ItemId>>,
 }
 
 /// Negatives for one user: `n` distinct items, never the target nor a history item, drawn from a
@@ -177,7 +185,8 @@ pub fn evaluate(
     let n_items = model.n_items();
     let set = config.validate(n_items)?;
     let max_k = set.max_k();
-    let batches: Vec<Result<Vec<UserOutcome>, EvalError>> = cases
+    type Batch = (Vec<UserOutcome>, Vec<Vec<ItemId>>);
+    let batches: Vec<Result<Batch, EvalError>> = cases
         .par_chunks(config.batch_size)
         .map(|batch| {
             let histories: Vec<&[ItemId]> = batch.iter().map(|c| c.history.as_slice()).collect();
@@ -190,6 +199,7 @@ pub fn evaluate(
             };
             let scores = model.scores(&histories);
             let mut out = Vec::with_capacity(batch.len());
+            let mut kept = Vec::new();
             match scores {
                 Some(scores) => {
                     if scores.len() != batch.len() * n_items {
@@ -201,6 +211,9 @@ pub fn evaluate(
                         )));
                     }
                     for (c, row) in batch.iter().zip(scores.chunks(n_items)) {
+                        if config.write_lists {
+                            kept.push(crate::ranking::top_k(row, max_k, &excluded(c)));
+                        }
                         let rank = match config.ranking {
                             RankingMode::Full => pessimistic_rank(row, c.target, &excluded(c)),
                             RankingMode::Sampled => {
@@ -234,6 +247,9 @@ pub fn evaluate(
                         )));
                     }
                     for (c, list) in batch.iter().zip(lists) {
+                        if config.write_lists {
+                            kept.push(list.clone());
+                        }
                         let list: Vec<Option<ItemId>> = list.into_iter().map(Some).collect();
                         let r = rank_in_list(&list, c.target, Some(n_items), &excluded(c));
                         let invalid = set.ks.iter().map(|&k| r.invalid_at(k)).collect();
@@ -247,14 +263,20 @@ pub fn evaluate(
                     }
                 }
             }
-            Ok(out)
+            Ok((out, kept))
         })
         .collect();
     let mut outcomes = Vec::with_capacity(cases.len());
+    let mut lists = Vec::new();
     for b in batches {
-        outcomes.extend(b?);
+        let (out, kept) = b?;
+        outcomes.extend(out);
+        lists.extend(kept);
     }
-    Ok(summarize(&set, config, outcomes, train_counts))
+    Ok(Evaluation {
+        lists,
+        ..summarize(&set, config, outcomes, train_counts)
+    })
 }
 
 /// Metrics, invalid@K and group breakdowns of a set of per-user outcomes.
@@ -283,6 +305,7 @@ pub fn summarize(
         invalid: set.invalid(&outcomes),
         groups,
         outcomes,
+        lists: Vec::new(),
     }
 }
 
@@ -348,6 +371,37 @@ mod tests {
 
     fn case(user: u32, history: Vec<u32>, target: u32) -> EvalCase {
         EvalCase { user, history, target }
+    }
+
+    #[test]
+    fn lists_are_kept_only_when_asked_in_case_order() {
+        let cases = vec![case(0, vec![9], 8), case(1, vec![], 0), case(2, vec![8], 1)];
+        let cfg = EvalConfig {
+            ks: vec![2],
+            batch_size: 2,
+            exclude_history: true,
+            ..Default::default()
+        };
+        let scored = Fixed { n: 10, lists: false };
+        assert!(evaluate(&scored, &cases, None, &cfg, 0).unwrap().lists.is_empty());
+        let cfg = EvalConfig {
+            write_lists: true,
+            ..cfg
+        };
+        let e = evaluate(&scored, &cases, None, &cfg, 0).unwrap();
+        assert_eq!(
+            e.lists,
+            vec![vec![8, 7], vec![9, 8], vec![9, 7]],
+            "top 2, history removed"
+        );
+        let listed = Fixed { n: 10, lists: true };
+        let e = evaluate(&listed, &cases, None, &cfg, 0).unwrap();
+        assert_eq!(e.lists.len(), 3);
+        assert_eq!(
+            e.lists[0],
+            vec![99, 9, 9, 8, 7],
+            "a generated list as the model gave it"
+        );
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub fn evaluate_lists(text: &str, n_items: Option<usize>, config: &EvalConfig) -
                 invalid: multi_invalid(&set.ks, &multi),
                 groups,
                 outcomes: Vec::new(),
+                lists: Vec::new(),
             })
         }
     }
