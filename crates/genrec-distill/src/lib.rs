@@ -14,6 +14,6 @@ pub mod slmrec;
 pub use error::DistillError;
 pub use model::{ItemBatch, LlmRec, LlmRecRecommender};
 pub use slmrec::{
-    build_student, load_teacher, train_student, train_teacher, Pick, Plan, Student, StudentConfig, StudentInit,
-    TeacherConfig, TeacherRecord, Tuning,
+    build_student, load_teacher, split_fingerprint, train_student, train_teacher, Pick, Plan, Student, StudentConfig,
+    StudentInit, TeacherConfig, TeacherRecord, Tuning,
 };

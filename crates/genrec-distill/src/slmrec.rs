@@ -277,6 +277,30 @@ pub struct TeacherRecord {
     pub blocks: usize,
     pub n_items: usize,
     pub item_dim: usize,
+    /// [`split_fingerprint`] of the split it was trained on: a student must number items the
+    /// same way (empty in records written before it existed: not checked).
+    #[serde(default)]
+    pub items: String,
+}
+
+/// A 64-bit FNV-1a digest of a split's item numbering (item count and every training sequence):
+/// equal for runs that share the dataset and its renumbering, whatever their training seed.
+pub fn split_fingerprint(split: &LeaveOneOut) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for byte in v.to_le_bytes() {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(split.n_items as u64);
+    for sequence in &split.train {
+        eat(sequence.len() as u64);
+        for &item in sequence {
+            eat(item as u64);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// The student: an [`LlmRec`] plus one head per intermediate aligned block.
@@ -406,6 +430,7 @@ pub fn train_teacher<B: AutodiffBackend>(
         blocks: llm.n_layers(),
         n_items: split.n_items,
         item_dim: 0,
+        items: split_fingerprint(split),
     };
     let model = fresh_model(config, llm, split.n_items, seed, device)?;
     let record = TeacherRecord {
@@ -464,12 +489,13 @@ fn write_record(path: &Path, record: &TeacherRecord) -> Result<(), DistillError>
 }
 
 /// The trained teacher in run directory `dir` (its `model.safetensors`), rebuilt on the
-/// checkpoint `file` as `config` describes. Errors name the file: no checkpoint, a teacher
-/// trained from another base model or on another item set.
+/// checkpoint `file` as `config` describes, for a student trained on `split`. Errors name the
+/// file: no checkpoint, a teacher trained from another base model, on another item set or with
+/// another item numbering (a shuffled dataset renumbered under another seed).
 pub fn load_teacher<B: Backend>(
     config: &TeacherConfig,
     file: &GgufFile,
-    n_items: usize,
+    split: &LeaveOneOut,
     dir: &Path,
     device: &B::Device,
 ) -> Result<LlmRec<B>, DistillError> {
@@ -497,6 +523,7 @@ pub fn load_teacher<B: Backend>(
             ),
         ));
     }
+    let n_items = split.n_items;
     if record.n_items != n_items {
         return Err(DistillError::file(
             &record_path,
@@ -504,6 +531,12 @@ pub fn load_teacher<B: Backend>(
                 "the teacher scores {} items, this dataset has {n_items}",
                 record.n_items
             ),
+        ));
+    }
+    if !record.items.is_empty() && record.items != split_fingerprint(split) {
+        return Err(DistillError::file(
+            &record_path,
+            "the teacher was trained on another split or item numbering (a shuffled dataset is renumbered by the run's seed): item ids would not match",
         ));
     }
     let weights = dir.join("model.safetensors");
@@ -936,7 +969,7 @@ mod tests {
         let tc = teacher_config();
         let trained = train_teacher::<A>(&tc, file, &train, &eval, &split, &device, run).unwrap();
         assert!(trained.curves.iter().all(|c| c.loss.is_finite()));
-        let teacher = load_teacher::<A>(&tc, file, split.n_items, dir.path(), &device).unwrap();
+        let teacher = load_teacher::<A>(&tc, file, &split, dir.path(), &device).unwrap();
         let histories: Vec<&[ItemId]> = split.test.iter().take(4).map(|c| c.history.as_slice()).collect();
         assert_eq!(
             host(teacher.valid().scores(&histories)),
@@ -994,7 +1027,7 @@ mod tests {
             layers: 1,
             ..tc.clone()
         };
-        let err = load_teacher::<B>(&other, file, split.n_items, dir.path(), &device)
+        let err = load_teacher::<B>(&other, file, &split, dir.path(), &device)
             .err()
             .unwrap()
             .to_string();
@@ -1002,11 +1035,13 @@ mod tests {
             err.contains("teacher.json") && err.contains("another base model"),
             "{err}"
         );
-        let err = load_teacher::<B>(&tc, file, split.n_items + 1, dir.path(), &device)
+        let mut renumbered = split.clone();
+        renumbered.train[0].reverse();
+        let err = load_teacher::<B>(&tc, file, &renumbered, dir.path(), &device)
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("items"), "{err}");
+        assert!(err.contains("item numbering"), "{err}");
         let missing = TeacherConfig {
             item_vectors: Some(dir.path().join("nope.npy")),
             ..tc
