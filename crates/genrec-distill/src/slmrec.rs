@@ -345,7 +345,7 @@ pub fn item_vectors<B: Backend>(
             let m = genrec_text::Matrix::load_checked(path, n_items, None)
                 .map_err(|e| DistillError::file(path, format!("model.item_vectors: {e}")))?;
             let t = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(m.data, [m.rows, m.cols]), device);
-            Ok(Param::from_tensor(t).set_require_grad(false))
+            Ok(items_param(config, t))
         }
         None => {
             let t = genrec_kernels::nn::init_seeded(seed ^ 0x17E5, device, || {
@@ -355,7 +355,7 @@ pub fn item_vectors<B: Backend>(
                     device,
                 )
             });
-            Ok(Param::from_tensor(t))
+            Ok(items_param(config, t))
         }
     }
 }
@@ -365,16 +365,24 @@ pub fn item_vectors<B: Backend>(
 fn fresh_model<B: Backend>(
     config: &TeacherConfig,
     llm: Llama<B>,
-    n_items: usize,
+    items: Param<Tensor<B, 2>>,
     seed: u64,
-    device: &B::Device,
 ) -> Result<LlmRec<B>, DistillError> {
-    let llm = match config.tuning {
+    Ok(LlmRec::new(tuned(config, llm, seed)?, items, config.max_history, seed))
+}
+
+/// `llm` made ready to train as `config.tuning` says: LoRA adapters on a frozen base, or as is.
+fn tuned<B: Backend>(config: &TeacherConfig, llm: Llama<B>, seed: u64) -> Result<Llama<B>, DistillError> {
+    Ok(match config.tuning {
         Tuning::Full => llm,
         Tuning::Lora => llm.freeze_base().with_lora(&config.lora, seed).map_err(llm_error)?,
-    };
-    let items = item_vectors::<B>(config, n_items, seed, device)?;
-    Ok(LlmRec::new(llm, items, config.max_history, seed))
+    })
+}
+
+/// `values` as the item table of a model configured by `config`: frozen when the vectors came
+/// from a file, trained when they are learned.
+fn items_param<B: Backend>(config: &TeacherConfig, values: Tensor<B, 2>) -> Param<Tensor<B, 2>> {
+    Param::from_tensor(values).set_require_grad(config.item_vectors.is_none())
 }
 
 /// A fresh teacher over the checkpoint's first `config.layers` blocks (untrained projection and
@@ -388,7 +396,7 @@ pub fn new_teacher<B: Backend>(
 ) -> Result<LlmRec<B>, DistillError> {
     config.validate()?;
     let llm = checkpoint_blocks::<B>(file, config.layers, device)?;
-    fresh_model(config, llm, n_items, seed, device)
+    fresh_model(config, llm, item_vectors(config, n_items, seed, device)?, seed)
 }
 
 /// Every user's training sequence as aligned (input, target) rows of at most `max_len` items.
@@ -425,17 +433,14 @@ pub fn train_teacher<B: AutodiffBackend>(
     train.validate(&eval.ks)?;
     let seed = run.seed;
     let llm = checkpoint_blocks::<B>(file, config.layers, device)?;
+    let (base, blocks) = (base_fingerprint(&llm), llm.n_layers());
+    let model = fresh_model(config, llm, item_vectors(config, split.n_items, seed, device)?, seed)?;
     let record = TeacherRecord {
-        base: base_fingerprint(&llm),
-        blocks: llm.n_layers(),
+        base,
+        blocks,
         n_items: split.n_items,
-        item_dim: 0,
-        items: split_fingerprint(split),
-    };
-    let model = fresh_model(config, llm, split.n_items, seed, device)?;
-    let record = TeacherRecord {
         item_dim: model.items.dims()[1],
-        ..record
+        items: split_fingerprint(split),
     };
     if let Some(dir) = run.checkpoints.dir {
         write_record(&dir.join("teacher.json"), &record)?;
@@ -546,7 +551,10 @@ pub fn load_teacher<B: Backend>(
             "not found: the teacher has not finished an epoch",
         ));
     }
-    let mut model = fresh_model(config, llm, n_items, 0, device)?;
+    // The checkpoint holds the item table: a zero table of its shape stands in (the vectors'
+    // file, if any, need not exist any more).
+    let zeros = Tensor::<B, 2>::zeros([n_items, record.item_dim], device);
+    let mut model = fresh_model(config, llm, items_param(config, zeros), 0)?;
     let mut store = SafetensorsStore::from_file(&weights);
     let result = model
         .load_from(&mut store)
@@ -583,21 +591,10 @@ pub fn build_student<B: Backend>(
                 .merge_lora()
                 .keep_layers(&plan.kept)
                 .map_err(llm_error)?;
-            let llm = match teacher_config.tuning {
-                Tuning::Full => llm,
-                Tuning::Lora => llm
-                    .freeze_base()
-                    .with_lora(&teacher_config.lora, seed)
-                    .map_err(llm_error)?,
-            };
-            let items = match teacher_config.item_vectors {
-                Some(_) => Param::from_tensor(teacher.items.val()).set_require_grad(false),
-                None => Param::from_tensor(teacher.items.val()),
-            };
             LlmRec {
-                items,
+                items: items_param(teacher_config, teacher.items.val()),
                 proj: teacher.proj.clone(),
-                llm,
+                llm: tuned(teacher_config, llm, seed)?,
                 score: teacher.score.clone(),
                 max_history: teacher.max_history,
             }
@@ -606,7 +603,12 @@ pub fn build_student<B: Backend>(
             let llm = checkpoint_blocks::<B>(file, teacher_config.layers, device)?
                 .keep_layers(&plan.kept)
                 .map_err(llm_error)?;
-            fresh_model(teacher_config, llm, teacher.n_items(), seed, device)?
+            // The frozen vectors of a file are the teacher's; learned ones start afresh.
+            let items = match teacher_config.item_vectors {
+                Some(_) => items_param(teacher_config, teacher.items.val()),
+                None => item_vectors(teacher_config, teacher.n_items(), seed, device)?,
+            };
+            fresh_model(teacher_config, llm, items, seed)?
         }
     };
     let d = model.llm.d_model();
@@ -915,7 +917,8 @@ mod tests {
         let Some(file) = smollm2() else { return };
         let device = Default::default();
         let llm = checkpoint_blocks::<A>(file, 1, &device).unwrap();
-        let model = fresh_model(&teacher_config(), llm, 24, 3, &device).unwrap();
+        let items = item_vectors(&teacher_config(), 24, 3, &device).unwrap();
+        let model = fresh_model(&teacher_config(), llm, items, 3).unwrap();
         let inputs: [&[ItemId]; 2] = [&[3, 5, 7], &[1, 2]];
         let targets: [&[ItemId]; 2] = [&[5, 7, 9], &[2, 4]];
         let batch = ItemBatch::<A>::pairs(&inputs, &targets, &device);
