@@ -95,6 +95,22 @@ slmrec-study DATASET *ARGS:
     {{genrec}} run experiments/slmrec-{{DATASET}}.toml --set "model.teacher=\"$teacher\"" --set model.distill=false --set 'name="slmrec-{{DATASET}}-nokd"' {{ARGS}}
     {{genrec}} report "$sasrec" "$teacher" "$student" "$(latest slmrec-{{DATASET}}-nokd)"
 
+# SETRec after a SASRec on the same data and seed (its item table feeds the collaborative
+# tokenizer), then its ablations: no CF token, no semantic tokens, no sparse mask; a report of all.
+# DATASET: ml100k, beauty or toys.
+setrec-study DATASET *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    latest() { ls -td runs/"$1"-2* | head -1; }
+    {{genrec}} run experiments/sasrec-{{DATASET}}.toml {{ARGS}}
+    sasrec=$(latest sasrec-{{DATASET}})
+    cf="model.cf_vectors=\"$sasrec/item_embeddings.npy\""
+    {{genrec}} run experiments/setrec-{{DATASET}}.toml --set "$cf" {{ARGS}}
+    {{genrec}} run experiments/setrec-{{DATASET}}.toml --set "$cf" --set model.n_cf=0 --set 'name="setrec-{{DATASET}}-nocf"' {{ARGS}}
+    {{genrec}} run experiments/setrec-{{DATASET}}.toml --set "$cf" --set model.n_sem=0 --set 'name="setrec-{{DATASET}}-nosem"' {{ARGS}}
+    {{genrec}} run experiments/setrec-{{DATASET}}.toml --set "$cf" --set model.sparse_mask=false --set 'name="setrec-{{DATASET}}-nomask"' {{ARGS}}
+    {{genrec}} report "$sasrec" "$(latest setrec-{{DATASET}})" "$(latest setrec-{{DATASET}}-nocf)" "$(latest setrec-{{DATASET}}-nosem)" "$(latest setrec-{{DATASET}}-nomask)"
+
 # Graph CF on RLMRec's amazon-book split (GENREC_DATA_DIR must hold rlmrec/amazon-book).
 lightgcn-amazon-book *ARGS:
     {{genrec}} run experiments/lightgcn-amazon-book.toml {{ARGS}}

@@ -14,6 +14,7 @@ use genrec_distill::{load_teacher, train_student, train_teacher, StudentConfig, 
 use genrec_eval::{EvalConfig, Recommender};
 use genrec_generative::lcrec::{train_lcrec, LcRecConfig};
 use genrec_generative::p5::{train_p5, P5Config};
+use genrec_generative::setrec::{load_cf_vectors, train_setrec, SetRecConfig, SetRecItems};
 use genrec_generative::{check_index_config, train_rpg, train_tiger, RpgConfig, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
@@ -40,6 +41,9 @@ pub enum ModelConfig {
     Rpg(RpgConfig),
     /// P5: prompts over the `[index]` identifiers into a T5 with whole-word embeddings, trie-constrained beams.
     P5(P5Config),
+    /// SETRec: sets of collaborative + semantic continuous tokens per item, all generated in one
+    /// T5 decoder pass and grounded to items by inner products.
+    Setrec(SetRecConfig),
     /// LC-Rec: SmolLM2 taught the `[index]` code tokens through alignment tasks (LoRA), trie-constrained beams.
     Lcrec(LcRecConfig),
     /// An E4SRec-style LLM sequential recommender on SmolLM2 (projected item vectors, item scores
@@ -78,6 +82,7 @@ impl ModelConfig {
             ModelConfig::Tiger(m) => v.leave_one_out("tiger", m),
             ModelConfig::Rpg(m) => v.leave_one_out("rpg", m),
             ModelConfig::P5(m) => v.leave_one_out("p5", m),
+            ModelConfig::Setrec(m) => v.leave_one_out("setrec", m),
             ModelConfig::Lcrec(m) => v.leave_one_out("lcrec", m),
             ModelConfig::Llmrec(m) => v.leave_one_out("llmrec", m),
             ModelConfig::Slmrec(m) => v.leave_one_out("slmrec", m),
@@ -276,6 +281,54 @@ impl LooModel for P5Config {
         with_item_index(ctx, |index, ctx| {
             let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
             Ok(train_p5::<B>(self, index, train, eval, split, device, ctx.run())?)
+        })
+    }
+}
+
+impl LooModel for SetRecConfig {
+    fn validate(&self, checks: &Checks) -> Result<()> {
+        self.validate()?;
+        checks.train.validate(&checks.eval.ks)?;
+        if self.n_sem > 0 {
+            self.features
+                .parse::<FeatureKind>()
+                .map_err(|e| anyhow::anyhow!("model.features: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn fit<B: AutodiffBackend>(&self, ctx: &mut LooContext, device: &B::Device) -> Result<Fitted> {
+        let started = std::time::Instant::now();
+        let n_items = ctx.data.n_items();
+        // The SASRec table first: a missing file fails before the text vectors are built.
+        let cf = load_cf_vectors(self, n_items)?;
+        let text = if self.n_sem > 0 {
+            let kind: FeatureKind = self.features.parse()?;
+            let options = BuildOptions::in_memory(ctx.dataset, kind, ctx.device, ctx.seed);
+            Some(crate::features::vectors(&options, ctx.data)?.matrix)
+        } else {
+            None
+        };
+        let items = SetRecItems { cf, text };
+        items.check(self, n_items)?;
+        let setup_seconds = started.elapsed().as_secs_f64();
+        let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
+        let trained = train_setrec::<B>(self, &items, train, eval, split, device, ctx.run())?;
+        let model = &trained.model;
+        let sweep: Vec<String> = model.sweep.iter().map(|(b, v)| format!("{b}: {v:.4}")).collect();
+        ctx.log.line(&format!(
+            "beta = {} chosen on validation {} ({})",
+            model.beta,
+            train.metric,
+            sweep.join(", ")
+        ));
+        write_json(
+            &ctx.dir.join("beta.json"),
+            &serde_json::json!({ "beta": model.beta, "metric": train.metric, "sweep": model.sweep }),
+        )?;
+        Ok(Fitted {
+            setup_seconds,
+            ..Fitted::trained(trained)
         })
     }
 }

@@ -1164,3 +1164,114 @@ fn sigkill_mid_run_then_resume_matches_an_uninterrupted_run() {
         assert!(x == y, "weights of {name} differ after kill -9 and --resume");
     }
 }
+
+#[test]
+fn setrec_on_a_sasrec_table_chooses_beta_on_validation_and_names_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let data = "synthetic:users=40,items=20";
+    let common = format!(
+        "[data]\ndataset = \"{data}\"\nmax_history = 8\n\
+         [train]\nepochs = 2\nbatch_size = 16\nlr = 0.001\neval_every = 1\n[eval]\nks = [5, 10]\n"
+    );
+    let sasrec = tmp.path().join("sasrec.toml");
+    std::fs::write(
+        &sasrec,
+        format!("name = \"sasrec-e2e\"\n[model]\nkind = \"sasrec\"\nd_model = 16\nn_heads = 2\n{common}"),
+    )
+    .unwrap();
+    let sasrec_dir = run_dir(&ok(&["run", sasrec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    let vectors = sasrec_dir.join("item_embeddings.npy");
+    let setrec = tmp.path().join("setrec.toml");
+    std::fs::write(
+        &setrec,
+        format!(
+            "name = \"setrec-e2e\"\n[model]\nkind = \"setrec\"\nn_sem = 2\nfeatures = \"attributes\"\n\
+             ae_layers = [16]\nmax_items = 5\nbetas = [0.25, 0.5, 0.75]\ncf_vectors = {:?}\n\
+             [model.t5]\nd_model = 8\nd_kv = 4\nn_heads = 2\nd_ff = 16\nencoder_layers = 1\ndecoder_layers = 1\n{common}",
+            vectors.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let s = setrec.to_str().unwrap();
+    let dir = run_dir(&ok(&[
+        "run",
+        s,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "eval.write_lists=true",
+    ]));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["model"], "setrec");
+    let beta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("beta.json")).unwrap()).unwrap();
+    let chosen = beta["beta"].as_f64().unwrap();
+    assert!([0.25, 0.5, 0.75].contains(&chosen), "{beta}");
+    assert_eq!(beta["sweep"].as_array().unwrap().len(), 3);
+    // The test lists, re-scored by `genrec evaluate`, give the run's own test metrics (β < 1:
+    // synthetic items of one topic and brand share attribute vectors, and only the CF part
+    // breaks their ties, which full ranking counts against the model and lists do not).
+    let scored: serde_json::Value = serde_json::from_str(&ok(&[
+        "evaluate",
+        "--lists",
+        dir.join("lists_test.jsonl").to_str().unwrap(),
+        "--k",
+        "5,10",
+        "--items",
+        "20",
+    ]))
+    .unwrap();
+    for m in ["recall@10", "ndcg@10"] {
+        let (a, b) = (
+            scored["metrics"][m].as_f64().unwrap(),
+            metrics["metrics"][m].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-9, "{m}: lists {a} vs run {b}");
+    }
+    // Ablations by --set run: no CF token (no SASRec table needed), no semantic tokens, no mask.
+    for set in ["model.n_cf=0", "model.n_sem=0", "model.sparse_mask=false"] {
+        ok(&[
+            "run",
+            s,
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            set,
+            "--set",
+            "train.epochs=1",
+        ]);
+    }
+    // Bad input: named before training.
+    let missing = tmp.path().join("nowhere/item_embeddings.npy");
+    let err = fails(&[
+        "run",
+        s,
+        "--set",
+        &format!("model.cf_vectors={:?}", missing.to_str().unwrap()),
+    ]);
+    assert!(
+        err.contains("model.cf_vectors") && err.contains("train a SASRec"),
+        "{err}"
+    );
+    let other = tmp.path().join("other.npy");
+    ok(&[
+        "features",
+        "build",
+        "synthetic:users=40,items=30",
+        "--kind",
+        "attributes",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    let err = fails(&[
+        "run",
+        s,
+        "--set",
+        &format!("model.cf_vectors={:?}", other.to_str().unwrap()),
+    ]);
+    assert!(err.contains("model.cf_vectors") && err.contains("30 rows"), "{err}");
+    let err = fails(&["run", s, "--set", "model.ae_out=15"]);
+    assert!(err.contains("model.ae_out") && err.contains("model.n_sem = 2"), "{err}");
+}

@@ -8,16 +8,20 @@
 //! through genrec-decode's one batched beam search ([`genrec_decode::beam_search`]), constrained
 //! by a prefix trie of the items; training through genrec-train's loop. [`p5`] (Hua et al.,
 //! 2023: prompts over any index into a T5 with whole-word embeddings) decodes the same way.
-//! SETRec is not built yet (listed as absent in the README).
+//! [`setrec`] (Lin et al., SIGIR 2025: order-agnostic sets of collaborative and semantic
+//! continuous tokens, generated in one decoder pass and grounded to items by inner products) runs
+//! on the same T5.
 
 mod error;
 pub mod lcrec;
 pub mod p5;
 pub mod rpg;
+pub mod setrec;
 pub mod t5;
 pub mod tiger;
 
 pub use error::GenerativeError;
 pub use rpg::{train_rpg, Decode, Rpg, RpgConfig, RpgRecommender};
+pub use setrec::{train_setrec, SetRec, SetRecConfig, SetRecItems, SetRecRecommender};
 pub use t5::{T5Config, T5};
 pub use tiger::{check_index_config, train_tiger, Tiger, TigerConfig};

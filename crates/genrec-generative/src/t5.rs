@@ -325,17 +325,28 @@ impl<B: Backend> RelativeBias<B> {
     /// - output: `[1, n_heads, queries.len(), keys]`, query positions `queries` against key
     ///   positions `0..keys`
     fn forward(&self, queries: Range<usize>, keys: usize, device: &B::Device) -> Tensor<B, 4> {
+        let queries: Vec<usize> = queries.collect();
+        let keys: Vec<usize> = (0..keys).collect();
+        self.at(&queries, &keys, device)
+    }
+
+    /// As [`Self::forward`] for explicit positions (SETRec: every token of an item shares its
+    /// item's position).
+    ///
+    /// # Shapes
+    /// - output: `[1, n_heads, queries.len(), keys.len()]`
+    fn at(&self, queries: &[usize], keys: &[usize], device: &B::Device) -> Tensor<B, 4> {
         let n_buckets = self.table.weight.dims()[0];
-        let n_queries = queries.len();
         let buckets: Vec<i64> = queries
-            .flat_map(|q| {
-                (0..keys).map(move |k| {
+            .iter()
+            .flat_map(|&q| {
+                keys.iter().map(move |&k| {
                     relative_position_bucket(k as i64 - q as i64, self.bidirectional, n_buckets, self.max_distance)
                         as i64
                 })
             })
             .collect();
-        let buckets = Tensor::<B, 2, Int>::from_data(TensorData::new(buckets, [n_queries, keys]), device);
+        let buckets = Tensor::<B, 2, Int>::from_data(TensorData::new(buckets, [queries.len(), keys.len()]), device);
         // [queries, keys, heads] -> [1, heads, queries, keys]
         self.table.forward(buckets).permute([2, 0, 1]).unsqueeze()
     }
@@ -643,19 +654,80 @@ impl<B: Backend> T5<B> {
         rng: &mut Option<&mut ChaCha8Rng>,
     ) -> Tensor<B, 3> {
         let [_, src] = tokens.dims();
-        let device = tokens.device();
-        let relative = self.encoder_bias.forward(0..src, src, &device);
-        let heads = relative.dims()[1];
-        let bias = relative + full_pad_bias(pad_bias(pad), heads, src);
         let mut x = self.shared.forward(tokens);
         if let (Some(table), Some(words)) = (&self.whole_word, words) {
             x = x + table.forward(words);
         }
+        let positions: Vec<usize> = (0..src).collect();
+        self.encode_embeddings_with(x, &positions, None, pad, rng)
+    }
+
+    /// The encoder over input vectors instead of tokens (SETRec's item token sets), at explicit
+    /// positions (tokens may share one), with an optional extra additive attention bias (a
+    /// sparse mask: 0 = attend, [`MASKED`] = not).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, src, d_model]`; `positions`: `src` entries; `mask`: `[1, 1, src, src]`
+    ///   (query row, key column); `pad`: `[batch, src]`, `true` = padding
+    /// - output: `[batch, src, d_model]`
+    pub fn encode_embeddings_with(
+        &self,
+        x: Tensor<B, 3>,
+        positions: &[usize],
+        mask: Option<Tensor<B, 4>>,
+        pad: Tensor<B, 2, Bool>,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        let [_, src, _] = x.dims();
+        assert_eq!(positions.len(), src, "one position per encoder input");
+        let device = x.device();
+        let mut relative = self.encoder_bias.at(positions, positions, &device);
+        if let Some(mask) = mask {
+            relative = relative + mask;
+        }
+        let heads = relative.dims()[1];
+        let bias = relative + full_pad_bias(pad_bias(pad), heads, src);
         let mut x = drop_out(x, self.dropout, rng.as_deref_mut());
         for block in &self.encoder {
             x = block.forward(x, bias.clone(), rng);
         }
         drop_out(self.encoder_norm.forward(x), self.dropout, rng.as_deref_mut())
+    }
+
+    /// The decoder over `n` query vectors decoded at once (SETRec's simultaneous generation):
+    /// every query sits at position 0 and attends to itself only (a hard mask, so the outputs
+    /// are independent of each other's inputs), and to the whole encoder memory. Returns the final
+    /// hidden states after the decoder's norm (no LM head).
+    ///
+    /// # Shapes
+    /// - `memory`: `[batch, src, d_model]`; `pad`: `[batch, src]`; `queries`: `[batch, n, d_model]`
+    /// - output: `[batch, n, d_model]`
+    pub fn decode_queries_with(
+        &self,
+        memory: Tensor<B, 3>,
+        pad: Tensor<B, 2, Bool>,
+        queries: Tensor<B, 3>,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        let cross = self.cross_cache(memory, pad);
+        let [_, n, _] = queries.dims();
+        let device = queries.device();
+        let others: Vec<f32> = (0..n)
+            .flat_map(|q| (0..n).map(move |k| if k == q { 0.0 } else { MASKED }))
+            .collect();
+        let others = Tensor::<B, 4>::from_data(TensorData::new(others, [1, 1, n, n]), &device);
+        let self_bias = self.decoder_bias.at(&vec![0; n], &vec![0; n], &device) + others;
+        let cross_bias = full_pad_bias(cross.pad_bias.clone(), self.cross_heads(), n);
+        let mut x = drop_out(queries, self.dropout, rng.as_deref_mut());
+        for (block, kv) in self.decoder.iter().zip(&cross.layers) {
+            x = block.forward(x, self_bias.clone(), kv, cross_bias.clone(), None, rng);
+        }
+        drop_out(self.decoder_norm.forward(x), self.dropout, rng.as_deref_mut())
+    }
+
+    /// Model width.
+    pub fn d_model(&self) -> usize {
+        self.d_model
     }
 
     /// Teacher-forced decoder: logits of the next token at every position of `dec_tokens`
