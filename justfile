@@ -218,6 +218,14 @@ bench-lcrec:
 bench-slmrec:
     cargo bench -p genrec-benches --bench slmrec
 
+# SETRec's one-pass scoring and training step against TIGER's beam search and step, same T5.
+bench-setrec:
+    cargo bench -p genrec-benches --bench setrec
+
+# The PyTorch anchor of bench-setrec (SETRec's T5 path in transformers, same shapes).
+anchor-setrec:
+    /tmp/torchenv/bin/python benches/anchors/setrec_step.py
+
 # The PyTorch anchor of bench-lcrec: transformers' generate with prefix_allowed_tokens_fn.
 anchor-lcrec:
     /tmp/torchenv/bin/pip install -q gguf accelerate
