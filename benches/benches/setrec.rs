@@ -41,7 +41,11 @@ const USERS: usize = 256;
 const HISTORY: usize = 20;
 
 fn random_matrix(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Matrix {
-    Matrix::new(rows, cols, (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect())
+    Matrix::new(
+        rows,
+        cols,
+        (0..rows * cols).map(|_| rng.random_range(-1.0..1.0)).collect(),
+    )
 }
 
 fn bench(c: &mut Criterion) {

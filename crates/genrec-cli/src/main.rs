@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use genrec_data::assets;
 use genrec_data::DatasetSpec;
 use genrec_eval::lists::evaluate_lists_file;
-use genrec_eval::report::{aggregate_table, markdown_table, published_rows, MetricsReport, Row};
+use genrec_eval::report::{aggregate_table, group_table, markdown_table, published_rows, MetricsReport, Row};
 use genrec_eval::stats::{mean_std, paired_t_test, wilcoxon};
 use genrec_eval::{metrics::user_value, EvalConfig, UserOutcome};
 
@@ -175,6 +175,10 @@ enum Command {
         /// Add the published rows (design.md §5) for the runs' datasets, labelled `published:`.
         #[arg(long)]
         published: bool,
+        /// Instead, one breakdown per run: `popularity` (the target's training interactions;
+        /// `<1` = cold items, edges from `eval.popularity_edges`) or `history_length`.
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Paired t-test and Wilcoxon signed-rank test between two runs' per-user test results.
     Compare {
@@ -541,6 +545,7 @@ fn real_main() -> Result<()> {
             valid,
             aggregate,
             published,
+            group,
         } => {
             let file = if valid { "metrics_valid.json" } else { "metrics.json" };
             let rows = runs
@@ -552,7 +557,9 @@ fn real_main() -> Result<()> {
                     Ok(Row { label, report })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            if aggregate {
+            if let Some(group) = group {
+                print!("{}", group_table(&rows, &group)?);
+            } else if aggregate {
                 print!("{}", aggregate_table(&rows));
             } else {
                 let mut rows = rows;

@@ -1230,6 +1230,11 @@ fn setrec_on_a_sasrec_table_chooses_beta_on_validation_and_names_bad_inputs() {
         );
         assert!((a - b).abs() < 1e-9, "{m}: lists {a} vs run {b}");
     }
+    // The cold-item group (targets never seen in training) and the others, per run.
+    let groups = ok(&["report", dir.to_str().unwrap(), "--group", "popularity"]);
+    assert!(groups.starts_with("| run | model | popularity | users |"), "{groups}");
+    assert!(groups.lines().count() >= 3, "{groups}");
+    assert!(fails(&["report", dir.to_str().unwrap(), "--group", "colour"]).contains("no `colour` breakdown"));
     // Ablations by --set run: no CF token (no SASRec table needed), no semantic tokens, no mask.
     for set in ["model.n_cf=0", "model.n_sem=0", "model.sparse_mask=false"] {
         ok(&[

@@ -117,6 +117,55 @@ pub fn markdown_table(rows: &[Row], columns: Option<&[String]>) -> String {
     out
 }
 
+/// One breakdown of every run side by side (`group` = `popularity`, the target's training
+/// interactions — `<1` is the cold-item group —, or `history_length`): a row per run and bucket.
+/// A run without that breakdown is an error naming it.
+pub fn group_table(rows: &[Row], group: &str) -> Result<String, EvalError> {
+    let mut keys: Vec<String> = Vec::new();
+    for r in rows {
+        for g in r.report.groups.get(group).into_iter().flatten() {
+            keys.extend(
+                g.metrics
+                    .keys()
+                    .filter(|k| !keys.contains(k))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    keys.sort_by_key(|k| key_order(k));
+    let mut out = format!("| run | model | {group} | users |");
+    for k in &keys {
+        out += &format!(" {k} |");
+    }
+    out += &format!("\n|---|---|---|---:|{}\n", "---:|".repeat(keys.len()));
+    for r in rows {
+        let Some(buckets) = r.report.groups.get(group) else {
+            let have: Vec<&str> = r.report.groups.keys().map(String::as_str).collect();
+            return Err(EvalError::Config(format!(
+                "run {}: no `{group}` breakdown in its metrics (it has: {})",
+                r.label,
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        };
+        for b in buckets {
+            out += &format!("| {} | {} | {} | {} |", r.label, r.report.model, b.group, b.users);
+            for k in &keys {
+                match b.metrics.get(k) {
+                    Some(v) => out += &format!(" {v:.4} |"),
+                    None => out += " – |",
+                }
+            }
+            out += "\n";
+        }
+    }
+    Ok(out)
+}
+
 /// Runs of the same experiment, model, dataset and ranking aggregated over seeds: one row each,
 /// every metric as `mean ± std` (sample std) with the number of seeds.
 pub fn aggregate_table(rows: &[Row]) -> String {
@@ -220,6 +269,38 @@ mod tests {
             device: "flex".into(),
             groups: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn group_table_lists_each_runs_buckets() {
+        let mut a = report(&[("recall@10", 0.25)]);
+        a.groups.insert(
+            "popularity".into(),
+            vec![
+                crate::metrics::GroupMetrics {
+                    group: "<1".into(),
+                    users: 2,
+                    metrics: [("ndcg@10".to_string(), 0.0), ("recall@10".to_string(), 0.0)].into(),
+                },
+                crate::metrics::GroupMetrics {
+                    group: "1+".into(),
+                    users: 1,
+                    metrics: [("ndcg@10".to_string(), 0.5), ("recall@10".to_string(), 1.0)].into(),
+                },
+            ],
+        );
+        let row = |label: &str, report: MetricsReport| Row {
+            label: label.into(),
+            report,
+        };
+        let t = group_table(&[row("a", a.clone())], "popularity").unwrap();
+        assert_eq!(
+            t,
+            "| run | model | popularity | users | recall@10 | ndcg@10 |\n|---|---|---|---:|---:|---:|\n\
+             | a | pop | <1 | 2 | 0.0000 | 0.0000 |\n| a | pop | 1+ | 1 | 1.0000 | 0.5000 |\n"
+        );
+        let err = group_table(&[row("a", a), row("b", report(&[]))], "popularity").unwrap_err();
+        assert!(err.to_string().contains("run b: no `popularity` breakdown"), "{err}");
     }
 
     #[test]
