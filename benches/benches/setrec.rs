@@ -79,7 +79,9 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Elements(USERS as u64));
     let setrec = SetRecRecommender::new(
-        setrec_config.init_seeded::<Flex>(&items, ITEMS, 0, &device).unwrap(),
+        setrec_config
+            .init_seeded::<Flex>(&items, ITEMS, None, 0, &device)
+            .unwrap(),
         setrec_config.clone(),
         0.5,
     );
@@ -95,7 +97,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let adamw = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0);
-    let mut model = Some(setrec_config.init_seeded::<A>(&items, ITEMS, 0, &device).unwrap());
+    let mut model = Some(setrec_config.init_seeded::<A>(&items, ITEMS, None, 0, &device).unwrap());
     let mut optim = adamw.init();
     let mut drops = ChaCha8Rng::seed_from_u64(1);
     group.bench_function("setrec_train_step", |b| {

@@ -14,7 +14,7 @@ use genrec_distill::{load_teacher, train_student, train_teacher, StudentConfig, 
 use genrec_eval::{EvalConfig, Recommender};
 use genrec_generative::lcrec::{train_lcrec, LcRecConfig};
 use genrec_generative::p5::{train_p5, P5Config};
-use genrec_generative::setrec::{load_cf_vectors, train_setrec, SetRecConfig, SetRecItems};
+use genrec_generative::setrec::{load_cf_vectors, train_setrec, Backbone as SetRecBackbone, SetRecConfig, SetRecItems};
 use genrec_generative::{check_index_config, train_rpg, train_tiger, RpgConfig, TigerConfig};
 use genrec_graph::{Backbone, GraphCfConfig};
 use genrec_seqrec::{train_sasrec, Popularity, SasRecConfig, SasRecRecommender};
@@ -313,7 +313,11 @@ impl LooModel for SetRecConfig {
         items.check(self, n_items)?;
         let setup_seconds = started.elapsed().as_secs_f64();
         let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
-        let trained = train_setrec::<B>(self, &items, train, eval, split, device, ctx.run())?;
+        let file = match self.backbone {
+            SetRecBackbone::Smollm2 => Some(smollm2("SETRec")?),
+            SetRecBackbone::T5 => None,
+        };
+        let trained = train_setrec::<B>(self, &items, file.as_ref(), train, eval, split, device, ctx.run())?;
         let model = &trained.model;
         let sweep: Vec<String> = model.sweep.iter().map(|(b, v)| format!("{b}: {v:.4}")).collect();
         ctx.log.line(&format!(

@@ -1248,6 +1248,21 @@ fn setrec_on_a_sasrec_table_chooses_beta_on_validation_and_names_bad_inputs() {
             "train.epochs=1",
         ]);
     }
+    // The SmolLM2 backbone (LoRA on its first block) runs from the same config.
+    let llm = run_dir(&ok(&[
+        "run",
+        s,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "model.backbone=\"smollm2\"",
+        "--set",
+        "model.layers=1",
+        "--set",
+        "train.epochs=1",
+    ]));
+    let config = std::fs::read_to_string(llm.join("config.toml")).unwrap();
+    assert!(config.contains("backbone = \"smollm2\""), "{config}");
     // Bad input: named before training.
     let missing = tmp.path().join("nowhere/item_embeddings.npy");
     let err = fails(&[

@@ -27,8 +27,15 @@
 //!   from `model.betas` on the validation split only (the reference sweeps it on the test set);
 //!   validation during training reports the best β's value.
 //!
-//! What is not built: the SmolLM2 + LoRA backbone (the T5 from scratch only) and the reference's
-//! instruction text around the history (a T5 from scratch has no text vocabulary).
+//! - `backbone = "smollm2"`: SmolLM2-135M (its first `layers` blocks, base frozen, LoRA as the
+//!   reference's Qwen script: rank 8, α 16, dropout 0.02 on q, v, o) reads `[history tokens,
+//!   queries]` as one sequence: history tokens as above at rotary position `k`, the queries at the
+//!   position after the history, each seeing the history and itself only (a hard mask; the
+//!   reference's mask is skipped under SDPA). `sparse_mask = false` is token-causal attention.
+//!   Checkpoints hold the whole model, SmolLM2's frozen weights included.
+//!
+//! Not built: the reference's instruction text around the history (the T5 has no text
+//! vocabulary; kept out of the SmolLM2 path so that both backbones read the same input).
 //!
 //! Run: `just setrec-study ml100k` (SASRec, then SETRec on its item table).
 
@@ -50,6 +57,8 @@ use genrec_train::{train_model, Run, Task, TrainConfig, Trained, ValidationError
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use genrec_llm::{GgufFile, Llama, LoraConfig, LoraTarget, RopeStyle};
+
 use crate::t5::{T5Config, T5};
 use crate::tiger::{example, training_examples};
 use crate::GenerativeError;
@@ -58,9 +67,17 @@ use crate::GenerativeError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SetRecConfig {
-    /// The encoder–decoder (default TIGER's T5: 4 + 4 blocks, d_model 128, 6 heads × d_kv 64,
-    /// d_ff 1024, dropout 0.1); its token vocabulary is unused (inputs are item tokens).
+    /// `t5` (default: an encoder–decoder trained from scratch) or `smollm2` (SmolLM2-135M with
+    /// LoRA, decoder-only: history tokens then the queries in one sequence).
+    pub backbone: Backbone,
+    /// The encoder–decoder of `backbone = "t5"` (default TIGER's T5: 4 + 4 blocks, d_model 128,
+    /// 6 heads × d_kv 64, d_ff 1024, dropout 0.1); its token vocabulary is unused.
     pub t5: T5Config,
+    /// `backbone = "smollm2"`: the checkpoint's first `layers` blocks (0 = all 30).
+    pub layers: usize,
+    /// `backbone = "smollm2"`: LoRA (default the reference's Qwen script: rank 8, α 16, dropout
+    /// 0.02 on q, v, o; the base stays frozen).
+    pub lora: LoraConfig,
     /// Collaborative tokens per item (default 1, the reference's; 0 = the ablation without them).
     pub n_cf: usize,
     /// Semantic tokens per item (default 4, the reference's T5 example; 0 = the ablation
@@ -75,7 +92,7 @@ pub struct SetRecConfig {
     /// Hidden widths of the auto-encoder (default the reference's `[512, 256, 128]`).
     pub ae_layers: Vec<usize>,
     /// Width of the auto-encoder's output, cut into `n_sem` tokens; 0 (default) =
-    /// `n_sem · d_model`, the only width whose chunks are `d_model` wide.
+    /// `n_sem · d_model` (the backbone's width), the only width whose chunks are `d_model` wide.
     pub ae_out: usize,
     /// Weight of the reconstruction MSE (default 0.5, the reference's default).
     pub alpha: f64,
@@ -96,7 +113,15 @@ pub struct SetRecConfig {
 impl Default for SetRecConfig {
     fn default() -> Self {
         SetRecConfig {
+            backbone: Backbone::T5,
             t5: T5Config::default(),
+            layers: 0,
+            lora: LoraConfig {
+                rank: 8,
+                alpha: 16.0,
+                dropout: 0.02,
+                targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::O],
+            },
             n_cf: 1,
             n_sem: 4,
             cf_vectors: None,
@@ -119,12 +144,20 @@ impl SetRecConfig {
         self.n_cf + self.n_sem
     }
 
-    /// The auto-encoder's output width.
-    pub fn ae_out(&self) -> usize {
+    /// The auto-encoder's output width over a backbone `d_model` wide.
+    pub fn ae_out(&self, d_model: usize) -> usize {
         if self.ae_out == 0 {
-            self.n_sem * self.t5.d_model
+            self.n_sem * d_model
         } else {
             self.ae_out
+        }
+    }
+
+    /// The backbone's width: `model.t5.d_model`, or SmolLM2's 576.
+    pub fn d_model(&self) -> usize {
+        match self.backbone {
+            Backbone::T5 => self.t5.d_model,
+            Backbone::Smollm2 => SMOLLM2_WIDTH,
         }
     }
 
@@ -172,21 +205,21 @@ impl SetRecConfig {
             ));
         }
         if self.n_sem > 0 {
-            let out = self.ae_out();
+            let d_model = self.d_model();
+            let out = self.ae_out(d_model);
             if !out.is_multiple_of(self.n_sem) {
                 return Err(GenerativeError::config(
                     "model.ae_out",
                     format!("= {out} is not divisible by model.n_sem = {}", self.n_sem),
                 ));
             }
-            if out / self.n_sem != self.t5.d_model {
+            if out / self.n_sem != d_model {
                 return Err(GenerativeError::config(
                     "model.ae_out",
                     format!(
-                        "= {out} gives semantic tokens of {} values; each must be model.t5.d_model = {} wide \
+                        "= {out} gives semantic tokens of {} values; each must be the backbone's d_model = {d_model} wide \
                          (leave ae_out at 0 for n_sem · d_model)",
                         out / self.n_sem,
-                        self.t5.d_model
                     ),
                 ));
             }
@@ -227,8 +260,54 @@ impl SetRecConfig {
                 ),
             ));
         }
-        self.t5().validate()
+        match self.backbone {
+            Backbone::T5 => self.t5().validate(),
+            Backbone::Smollm2 => self
+                .lora
+                .validate("model.lora")
+                .map_err(|e| GenerativeError::config("model.lora", format!(": {e}"))),
+        }
     }
+}
+
+/// SmolLM2-135M's hidden width (checked against the checkpoint when it is loaded).
+const SMOLLM2_WIDTH: usize = 576;
+
+/// The sequence model SETRec runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backbone {
+    /// An encoder–decoder from scratch: history tokens in the encoder, queries in the decoder.
+    T5,
+    /// SmolLM2 with LoRA: `[history tokens, queries]` in one causal-by-item sequence.
+    Smollm2,
+}
+
+/// SmolLM2's first `config.layers` blocks from its GGUF file, base frozen, LoRA attached: the
+/// `backbone = "smollm2"` sequence model.
+pub fn smollm2_backbone<B: Backend>(
+    config: &SetRecConfig,
+    file: &GgufFile,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Llama<B>, GenerativeError> {
+    let llm_error = |e: genrec_llm::LlmError| GenerativeError::config("model.backbone", format!("(SmolLM2): {e}"));
+    let (llm, llama) = Llama::<B>::from_gguf(file, RopeStyle::SplitHalf, device).map_err(llm_error)?;
+    if llm.d_model() != SMOLLM2_WIDTH {
+        return Err(GenerativeError::config(
+            "model.backbone",
+            format!(
+                "(SmolLM2): the checkpoint is {} wide, not {SMOLLM2_WIDTH}",
+                llm.d_model()
+            ),
+        ));
+    }
+    let llm = if config.layers == 0 || config.layers >= llama.n_layers {
+        llm
+    } else {
+        llm.keep_first(config.layers).map_err(llm_error)?
+    };
+    llm.freeze_base().with_lora(&config.lora, seed).map_err(llm_error)
 }
 
 /// The frozen item inputs of SETRec's tokenizers, one row per item.
@@ -304,7 +383,10 @@ pub fn load_cf_vectors(config: &SetRecConfig, n_items: usize) -> Result<Option<M
 /// checkpoint is self-contained).
 #[derive(Module, Debug)]
 pub struct SetRec<B: Backend> {
-    pub t5: T5<B>,
+    /// The encoder–decoder (`backbone = "t5"`).
+    pub t5: Option<T5<B>>,
+    /// The decoder-only LLM (`backbone = "smollm2"`).
+    pub llm: Option<Llama<B>>,
     /// `[n_query, d_model]`: one learnable decoder input per token slot, collaborative first.
     queries: Param<Tensor<B, 2>>,
     /// `[n_items, cf_dim]`, frozen SASRec vectors; `None` without collaborative tokens.
@@ -350,18 +432,32 @@ fn frozen<B: Backend>(m: &Matrix, device: &B::Device) -> Param<Tensor<B, 2>> {
 }
 
 impl SetRecConfig {
-    /// A fresh model over `items` (checked), with every random draw from `seed`.
+    /// A fresh model over `items` (checked), with every random draw from `seed`; `llm` is the
+    /// backbone of `backbone = "smollm2"` ([`smollm2_backbone`]), `None` for the T5.
     pub fn init_seeded<B: Backend>(
         &self,
         items: &SetRecItems,
         n_items: usize,
+        llm: Option<Llama<B>>,
         seed: u64,
         device: &B::Device,
     ) -> Result<SetRec<B>, GenerativeError> {
         self.validate()?;
         items.check(self, n_items)?;
-        let d = self.t5.d_model;
-        let t5 = self.t5().init_seeded(seed, device);
+        let d = self.d_model();
+        let (t5, llm) = match (self.backbone, llm) {
+            (Backbone::T5, None) => (Some(self.t5().init_seeded(seed, device)), None),
+            (Backbone::Smollm2, Some(llm)) => (None, Some(llm)),
+            (Backbone::T5, Some(_)) => {
+                return Err(GenerativeError::config("model.backbone", "= \"t5\" was given an LLM"))
+            }
+            (Backbone::Smollm2, None) => {
+                return Err(GenerativeError::config(
+                    "model.backbone",
+                    "= \"smollm2\" needs SmolLM2 (`genrec assets fetch smollm2`)",
+                ))
+            }
+        };
         let rest = genrec_kernels::nn::init_seeded(seed ^ 0x5E7, device, || {
             let queries = Tensor::<B, 2>::random(
                 [self.n_query(), d],
@@ -375,7 +471,7 @@ impl SetRecConfig {
             let sem = items.text.as_ref().filter(|_| self.n_sem > 0).map(|m| {
                 let widths: Vec<usize> = std::iter::once(m.cols)
                     .chain(self.ae_layers.iter().copied())
-                    .chain(std::iter::once(self.ae_out()))
+                    .chain(std::iter::once(self.ae_out(d)))
                     .collect();
                 let back: Vec<usize> = widths.iter().rev().copied().collect();
                 (frozen(m, device), mlp(&widths, device), mlp(&back, device))
@@ -387,6 +483,7 @@ impl SetRecConfig {
         let (text, ae_encoder, ae_decoder) = sem.map_or((None, Vec::new(), Vec::new()), |(t, e, d)| (Some(t), e, d));
         Ok(SetRec {
             t5,
+            llm,
             queries,
             cf_table,
             cf_proj,
@@ -432,6 +529,21 @@ impl HistoryLayout {
     }
 }
 
+/// Whether position `q` may attend to position `k` in the decoder-only sequence of `src` history
+/// tokens (`n_query` per item, `pad` flags) followed by the queries: history tokens see earlier
+/// items (`sparse`) or earlier tokens, queries see the real history; every position sees itself
+/// (a padded token too, so that its row stays defined) and nothing else.
+fn llm_sees(q: usize, k: usize, src: usize, n_query: usize, pad: &[bool], sparse: bool) -> bool {
+    if q == k {
+        return true;
+    }
+    match (q < src, k < src) {
+        (true, true) => !pad[k] && if sparse { k / n_query < q / n_query } else { k < q },
+        (false, true) => !pad[k],
+        _ => false,
+    }
+}
+
 /// The sparse mask over `slots` items of `n_query` tokens: token `a` of item `k` sees every
 /// token of items before `k` and token `a` of item `k` itself.
 ///
@@ -466,13 +578,18 @@ impl<B: Backend> SetRec<B> {
         self.n_cf + self.n_sem
     }
 
+    /// The backbone's width.
+    pub fn d_model(&self) -> usize {
+        self.queries.dims()[1]
+    }
+
     /// Every item's token set, and the auto-encoder's latent rows (for the reconstruction loss).
     ///
     /// # Shapes
     /// - output: `[n_items, n_query, d_model]` (collaborative tokens first), latent
     ///   `[n_items, n_sem · d_model]`
     pub fn item_tokens(&self) -> (Tensor<B, 3>, Option<Tensor<B, 2>>) {
-        let d = self.t5.d_model();
+        let d = self.d_model();
         let n = self.n_items();
         let mut parts = Vec::new();
         if let (Some(table), Some(proj)) = (&self.cf_table, &self.cf_proj) {
@@ -501,8 +618,63 @@ impl<B: Backend> SetRec<B> {
         self.generate_from(tokens, &layout, config.sparse_mask, rng)
     }
 
+    /// Dispatches to the backbone.
     fn generate_from(
         &self,
+        tokens: Tensor<B, 3>,
+        layout: &HistoryLayout,
+        sparse: bool,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        match (&self.t5, &self.llm) {
+            (Some(t5), _) => self.generate_t5(t5, tokens, layout, sparse, rng),
+            (None, Some(llm)) => self.generate_llm(llm, tokens, layout, sparse, rng),
+            (None, None) => unreachable!("a SetRec is built with one backbone"),
+        }
+    }
+
+    /// Decoder-only: `[history tokens, queries]` in one sequence. History tokens as in the T5's
+    /// encoder (item `k`'s tokens at rotary position `k`, sparse or causal attention); the
+    /// queries at the position after the history, each seeing the real history tokens and
+    /// itself.
+    fn generate_llm(
+        &self,
+        llm: &Llama<B>,
+        tokens: Tensor<B, 3>,
+        layout: &HistoryLayout,
+        sparse: bool,
+        rng: &mut Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        let device = tokens.device();
+        let [_, nq, d] = tokens.dims();
+        let rows = layout.ids.len() / layout.slots;
+        let src = layout.slots * nq;
+        let t = src + nq;
+        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [layout.ids.len()]), &device);
+        let history = tokens.select(0, ids).reshape([rows, src, d]);
+        let queries = self.queries.val().unsqueeze::<3>().repeat_dim(0, rows);
+        let x = Tensor::cat(vec![history, queries], 1);
+        let mut positions = Vec::with_capacity(rows);
+        let mut blocked = Vec::with_capacity(rows * t * t);
+        for r in 0..rows {
+            let pad = &layout.pad[r * src..(r + 1) * src];
+            let len = pad.iter().step_by(nq).filter(|&&p| !p).count();
+            positions.push(
+                (0..t)
+                    .map(|i| if i < src { i / nq } else { len })
+                    .collect::<Vec<usize>>(),
+            );
+            blocked.extend((0..t).flat_map(|q| (0..t).map(move |k| !llm_sees(q, k, src, nq, pad, sparse))));
+        }
+        let blocked = Tensor::<B, 4, Bool>::from_data(TensorData::new(blocked, [rows, 1, t, t]), &device);
+        let hidden = llm.hidden_from_embeddings_masked(x, &positions, blocked, rng.as_deref_mut());
+        hidden.slice([0..rows, src..t, 0..d])
+    }
+
+    /// Encoder–decoder: history tokens in the encoder, the queries in the decoder.
+    fn generate_t5(
+        &self,
+        t5: &T5<B>,
         tokens: Tensor<B, 3>,
         layout: &HistoryLayout,
         sparse: bool,
@@ -517,9 +689,9 @@ impl<B: Backend> SetRec<B> {
         let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [rows, src]), &device);
         let positions: Vec<usize> = (0..src).map(|t| t / nq).collect();
         let mask = sparse.then(|| sparse_mask(layout.slots, nq, &device));
-        let memory = self.t5.encode_embeddings_with(x, &positions, mask, pad.clone(), rng);
+        let memory = t5.encode_embeddings_with(x, &positions, mask, pad.clone(), rng);
         let queries = self.queries.val().unsqueeze::<3>().repeat_dim(0, rows);
-        self.t5.decode_queries_with(memory, pad, queries, rng)
+        t5.decode_queries_with(memory, pad, queries, rng)
     }
 
     /// Each history's collaborative and semantic score parts over all items (zeros for a kind
@@ -729,9 +901,11 @@ impl<B: Backend> Recommender for SetRecRecommender<B> {
 
 /// Trains SETRec with the shared loop (early stopping on validation `train.metric` at the best β
 /// of each validation), then chooses β on the validation sample for the best model.
+#[allow(clippy::too_many_arguments)]
 pub fn train_setrec<B: AutodiffBackend>(
     config: &SetRecConfig,
     items: &SetRecItems,
+    file: Option<&GgufFile>,
     train: &TrainConfig,
     eval: &EvalConfig,
     split: &LeaveOneOut,
@@ -741,7 +915,11 @@ pub fn train_setrec<B: AutodiffBackend>(
     config.validate()?;
     train.validate(&eval.ks)?;
     let seed = run.seed;
-    let model: SetRec<B> = config.init_seeded(items, split.n_items, seed, device)?;
+    let llm = match (config.backbone, file) {
+        (Backbone::Smollm2, Some(file)) => Some(smollm2_backbone::<B>(config, file, seed, device)?),
+        _ => None,
+    };
+    let model: SetRec<B> = config.init_seeded(items, split.n_items, llm, seed, device)?;
     let examples = training_examples(split, config.positions_per_user);
     let loss = |model: &SetRec<B>, batch: &[usize], rng: &mut ChaCha8Rng| {
         let pairs: Vec<(&[ItemId], ItemId)> = batch.iter().map(|&i| example(split, examples[i], rng)).collect();
@@ -933,7 +1111,7 @@ mod tests {
     fn scores_are_the_grounding_formula() {
         let device = Default::default();
         let cfg = config();
-        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, 5, &device).unwrap();
+        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 5, &device).unwrap();
         let rec = SetRecRecommender::new(model, cfg.clone(), 0.3);
         let histories: [&[ItemId]; 2] = [&[1, 4, 2], &[7]];
         let scores = rec.scores(&histories).unwrap();
@@ -966,7 +1144,7 @@ mod tests {
             alpha: 0.25,
             ..config()
         };
-        let model: SetRec<A> = cfg.init_seeded(&items(), N_ITEMS, 2, &device).unwrap();
+        let model: SetRec<A> = cfg.init_seeded(&items(), N_ITEMS, None, 2, &device).unwrap();
         let histories: [&[ItemId]; 2] = [&[1, 4, 2, 4], &[7]];
         let targets = [3, 0];
         let loss = model.loss(&histories, &targets, &cfg, &mut None).into_scalar();
@@ -1000,42 +1178,33 @@ mod tests {
 
     #[test]
     fn token_order_within_an_item_does_not_matter() {
-        // Swapping two items' token sets' inner order (positions shared, self-only attention
-        // within an item) permutes the encoder outputs and leaves every query's output unchanged.
+        // Reversing every item's tokens (positions shared, self-only attention within an item)
+        // permutes the encoder outputs, which the queries cross-attend as a set: every query's
+        // output stays the same. The bidirectional ablation is order-free too (shared positions).
         let device = Default::default();
         let cfg = config();
-        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, 9, &device).unwrap();
+        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 9, &device).unwrap();
         let (tokens, _) = model.item_tokens();
-        let h = values(model.generate(tokens.clone(), &[&[3, 5]], &cfg, &mut None));
-        // Reverse every item's tokens, queries reversed with them so that slot j still meets
-        // its own token kind.
-        let reversed = tokens.clone().flip([1]);
-        let memory_of = |t: Tensor<B, 3>| {
-            let layout = HistoryLayout::new(&[&[3, 5]], 4, 3);
-            let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [2]), &device);
-            let x = t.select(0, ids).reshape([1, 6, 8]);
-            let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [1, 6]), &device);
-            let positions = [0, 0, 0, 1, 1, 1];
-            let m = model.t5.encode_embeddings_with(
-                x,
-                &positions,
-                Some(sparse_mask(2, 3, &device)),
-                pad.clone(),
-                &mut None,
+        let histories: [&[ItemId]; 2] = [&[3, 5], &[1, 2, 7]];
+        for sparse_mask in [true, false] {
+            let cfg = SetRecConfig {
+                sparse_mask,
+                ..cfg.clone()
+            };
+            let h = values(model.generate(tokens.clone(), &histories, &cfg, &mut None));
+            let flipped = values(model.generate(tokens.clone().flip([1]), &histories, &cfg, &mut None));
+            assert!(
+                h.iter().zip(&flipped).all(|(a, b)| close(*a, *b)),
+                "sparse_mask = {sparse_mask}"
             );
-            (m, pad)
-        };
-        let (memory, pad) = memory_of(reversed);
-        let queries = model.queries.val().unsqueeze::<3>();
-        let again = values(model.t5.decode_queries_with(memory, pad, queries, &mut None));
-        assert!(h.iter().zip(&again).all(|(a, b)| close(*a, *b)), "{h:?} vs {again:?}");
+        }
     }
 
     #[test]
     fn a_later_item_does_not_change_earlier_tokens_under_the_sparse_mask() {
         let device = Default::default();
         let cfg = config();
-        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, 4, &device).unwrap();
+        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 4, &device).unwrap();
         let (tokens, _) = model.item_tokens();
         let encode = |last: ItemId, sparse: bool| {
             let layout = HistoryLayout::new(&[&[2, 6, last]], 4, 3);
@@ -1044,7 +1213,13 @@ mod tests {
             let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [1, 9]), &device);
             let mask = sparse.then(|| sparse_mask(3, 3, &device));
             let positions: Vec<usize> = (0..9).map(|t| t / 3).collect();
-            values(model.t5.encode_embeddings_with(x, &positions, mask, pad, &mut None))
+            values(
+                model
+                    .t5
+                    .as_ref()
+                    .unwrap()
+                    .encode_embeddings_with(x, &positions, mask, pad, &mut None),
+            )
         };
         let (a, b) = (encode(1, true), encode(8, true));
         assert!(a[..6 * 8].iter().zip(&b[..6 * 8]).all(|(x, y)| close(*x, *y)));
@@ -1058,24 +1233,19 @@ mod tests {
     fn queries_do_not_see_each_other() {
         let device = Default::default();
         let cfg = config();
-        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, 6, &device).unwrap();
+        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 6, &device).unwrap();
         let (tokens, _) = model.item_tokens();
         let layout = HistoryLayout::new(&[&[2, 6]], 4, 3);
         let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [2]), &device);
         let x = tokens.select(0, ids).reshape([1, 6, 8]);
         let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [1, 6]), &device);
-        let memory = model
-            .t5
-            .encode_embeddings_with(x, &[0, 0, 0, 1, 1, 1], None, pad.clone(), &mut None);
+        let t5 = model.t5.as_ref().unwrap();
+        let memory = t5.encode_embeddings_with(x, &[0, 0, 0, 1, 1, 1], None, pad.clone(), &mut None);
         let queries = model.queries.val().unsqueeze::<3>();
-        let base = values(
-            model
-                .t5
-                .decode_queries_with(memory.clone(), pad.clone(), queries.clone(), &mut None),
-        );
+        let base = values(t5.decode_queries_with(memory.clone(), pad.clone(), queries.clone(), &mut None));
         // Change query 2 only: outputs 0 and 1 stay, output 2 moves.
         let bumped = queries.slice_assign([0..1, 2..3, 0..8], Tensor::ones([1, 1, 8], &device));
-        let moved = values(model.t5.decode_queries_with(memory, pad, bumped, &mut None));
+        let moved = values(t5.decode_queries_with(memory, pad, bumped, &mut None));
         assert!(base[..16].iter().zip(&moved[..16]).all(|(a, b)| close(*a, *b)));
         assert!(base[16..].iter().zip(&moved[16..]).any(|(a, b)| !close(*a, *b)));
     }
@@ -1095,7 +1265,7 @@ mod tests {
             betas: vec![0.0, 0.4, 1.0],
             ..config()
         };
-        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, 1, &device).unwrap();
+        let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 1, &device).unwrap();
         let rec = SetRecRecommender::new(model, cfg.clone(), 0.0);
         let eval = EvalConfig {
             ks: vec![5],
@@ -1110,6 +1280,69 @@ mod tests {
         }
         let top = sweep.iter().map(|p| p.1).fold(f64::MIN, f64::max);
         assert_eq!(sweep.iter().find(|p| p.1 == top).unwrap().0, best);
+    }
+
+    /// A SETRec on SmolLM2's first two blocks (LoRA), or `None` when the checkpoint is absent.
+    fn on_smollm2(seed: u64) -> Option<(SetRecConfig, SetRec<A>)> {
+        let file = crate::lcrec::tests::smollm2()?;
+        let cfg = SetRecConfig {
+            backbone: Backbone::Smollm2,
+            layers: 2,
+            ..config()
+        };
+        let device = Default::default();
+        let llm = smollm2_backbone::<A>(&cfg, file, seed, &device).unwrap();
+        Some((
+            cfg.clone(),
+            cfg.init_seeded(&items(), N_ITEMS, Some(llm), seed, &device).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn on_smollm2_the_order_of_an_items_tokens_does_not_matter_under_the_sparse_mask() {
+        let Some((cfg, model)) = on_smollm2(3) else { return };
+        assert_eq!(model.d_model(), 576);
+        let (tokens, _) = model.item_tokens();
+        let histories: [&[ItemId]; 2] = [&[3, 5, 1], &[8]];
+        let h = |tokens: Tensor<A, 3>, cfg: &SetRecConfig| values(model.generate(tokens, &histories, cfg, &mut None));
+        // Reversing every item's tokens leaves each query's output unchanged: within an item the
+        // tokens share a position and do not see each other, and the queries read them as a set.
+        let (plain, flipped) = (h(tokens.clone(), &cfg), h(tokens.clone().flip([1]), &cfg));
+        assert!(plain.iter().zip(&flipped).all(|(a, b)| close(*a, *b)));
+        // Token-causal attention (the ablation) reads the order.
+        let causal = SetRecConfig {
+            sparse_mask: false,
+            ..cfg.clone()
+        };
+        let (plain, flipped) = (h(tokens.clone(), &causal), h(tokens.flip([1]), &causal));
+        assert!(plain.iter().zip(&flipped).any(|(a, b)| !close(*a, *b)));
+        // The batch's padding changes nothing: the one-item history alone gives the same row.
+        let alone = values(model.generate(model.item_tokens().0, &[&[8]], &cfg, &mut None));
+        let batched = h(model.item_tokens().0, &cfg);
+        let per_row = 3 * 576;
+        assert!(alone.iter().zip(&batched[per_row..]).all(|(a, b)| close(*a, *b)));
+    }
+
+    #[test]
+    fn on_smollm2_the_loss_falls_and_only_lora_and_the_tokenizers_move() {
+        let Some((cfg, mut model)) = on_smollm2(4) else { return };
+        let histories: [&[ItemId]; 3] = [&[3, 5, 1], &[8], &[2, 2]];
+        let targets = [4, 0, 6];
+        let base = values(model.llm.as_ref().unwrap().embedding());
+        let mut optim = burn::optim::AdamConfig::new().init();
+        let first = model.loss(&histories, &targets, &cfg, &mut None).into_scalar();
+        for _ in 0..5 {
+            let loss = model.loss(&histories, &targets, &cfg, &mut None);
+            let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+            model = burn::optim::Optimizer::step(&mut optim, 1e-2, model, grads);
+        }
+        let last = model.loss(&histories, &targets, &cfg, &mut None).into_scalar();
+        assert!(last < first, "loss {first} -> {last}");
+        assert_eq!(
+            values(model.llm.as_ref().unwrap().embedding()),
+            base,
+            "the frozen base moved"
+        );
     }
 
     #[test]
@@ -1138,17 +1371,17 @@ mod tests {
             ..EvalConfig::default()
         };
         let fresh = SetRecRecommender::new(
-            cfg.init_seeded::<B>(&items(), N_ITEMS, 42, &device).unwrap(),
+            cfg.init_seeded::<B>(&items(), N_ITEMS, None, 42, &device).unwrap(),
             cfg.clone(),
             0.5,
         );
         let before = evaluate(&fresh, &split.valid, None, &eval, 0).unwrap().metrics["ndcg@5"];
-        let trained = train_setrec::<A>(&cfg, &items(), &train, &eval, &split, &device, Run::quiet(42)).unwrap();
+        let trained = train_setrec::<A>(&cfg, &items(), None, &train, &eval, &split, &device, Run::quiet(42)).unwrap();
         let after = evaluate(&trained.model, &split.valid, None, &eval, 0).unwrap().metrics["ndcg@5"];
         assert!(after > before, "validation ndcg@5 {before} -> {after}");
         assert!(cfg.betas.contains(&trained.model.beta));
         // Same seed, same model.
-        let again = train_setrec::<A>(&cfg, &items(), &train, &eval, &split, &device, Run::quiet(42)).unwrap();
+        let again = train_setrec::<A>(&cfg, &items(), None, &train, &eval, &split, &device, Run::quiet(42)).unwrap();
         assert_eq!(
             trained.model.scores(&[&[1, 2]]).unwrap(),
             again.model.scores(&[&[1, 2]]).unwrap()

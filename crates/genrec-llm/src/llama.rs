@@ -563,7 +563,27 @@ impl<B: Backend> Llama<B> {
         rng: Option<&mut ChaCha8Rng>,
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
         let mut cache = KvCache::new(self.blocks.len());
-        self.run_embedded(x, positions, pad, &mut cache, layers, rng)
+        self.run_embedded(x, positions, pad, None, &mut cache, layers, rng)
+    }
+
+    /// As [`hidden_from_embeddings`](Self::hidden_from_embeddings) with the attention pattern
+    /// given instead of the causal one (SETRec: causal across items, self-only within one,
+    /// queries that see the history and themselves). Padding goes into `blocked` too.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, len, d_model]`; `blocked`: `[batch, 1, len, len]`, true = the query (row)
+    ///   may not attend to the key (column)
+    /// - output: `[batch, len, d_model]`
+    pub fn hidden_from_embeddings_masked(
+        &self,
+        x: Tensor<B, 3>,
+        positions: &[Vec<usize>],
+        blocked: Tensor<B, 4, Bool>,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Tensor<B, 3> {
+        let mut cache = KvCache::new(self.blocks.len());
+        self.run_embedded(x, positions, None, Some(blocked), &mut cache, &[], rng)
+            .0
     }
 
     fn run(
@@ -576,14 +596,17 @@ impl<B: Backend> Llama<B> {
         rng: Option<&mut ChaCha8Rng>,
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>) {
         let x = self.embed(tokens);
-        self.run_embedded(x, positions, pad, cache, layers, rng)
+        self.run_embedded(x, positions, pad, None, cache, layers, rng)
     }
 
+    /// `blocked` (`[batch, 1, len, len]`, empty cache only) replaces the causal mask.
+    #[allow(clippy::too_many_arguments)]
     fn run_embedded(
         &self,
         mut x: Tensor<B, 3>,
         positions: &[Vec<usize>],
         pad: Option<Tensor<B, 2, Bool>>,
+        blocked: Option<Tensor<B, 4, Bool>>,
         cache: &mut KvCache<B>,
         layers: &[usize],
         mut rng: Option<&mut ChaCha8Rng>,
@@ -595,9 +618,17 @@ impl<B: Backend> Llama<B> {
         let total = past + t;
         let (cos, sin) = self.rope_tables(positions, &device);
         // Causal mask over cache + input: query i (absolute past + i) sees keys ≤ past + i.
-        let causal: Vec<bool> = (0..t).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
-        let mut mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(causal, [1, 1, t, total]), &device)
-            .expand([b, 1, t, total]);
+        let mut mask = match blocked {
+            Some(blocked) => {
+                assert_eq!(past, 0, "a custom attention mask needs an empty cache");
+                blocked
+            }
+            None => {
+                let causal: Vec<bool> = (0..t).flat_map(|i| (0..total).map(move |j| j > past + i)).collect();
+                Tensor::<B, 4, Bool>::from_data(TensorData::new(causal, [1, 1, t, total]), &device)
+                    .expand([b, 1, t, total])
+            }
+        };
         if let Some(pad) = pad {
             mask = mask.bool_or(pad.reshape([b, 1, 1, total]).expand([b, 1, t, total]));
         }

