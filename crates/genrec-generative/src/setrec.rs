@@ -187,14 +187,13 @@ impl SetRecConfig {
                 "and model.n_sem are both 0: an item needs at least one token",
             ));
         }
-        if self.n_cf > 16 || self.n_sem > 64 {
-            return Err(GenerativeError::config(
-                "model.n_sem",
-                format!(
-                    "(n_cf = {}, n_sem = {}) is above 16 collaborative or 64 semantic tokens",
-                    self.n_cf, self.n_sem
-                ),
-            ));
+        for (field, value, most) in [("model.n_cf", self.n_cf, 16), ("model.n_sem", self.n_sem, 64)] {
+            if value > most {
+                return Err(GenerativeError::config(
+                    field,
+                    format!("= {value} is above {most} tokens per item"),
+                ));
+            }
         }
         if self.n_cf > 0 && self.cf_vectors.is_none() {
             return Err(GenerativeError::config(
@@ -250,7 +249,7 @@ impl SetRecConfig {
                 return Err(GenerativeError::config(field, "must be positive"));
             }
         }
-        if self.max_items * self.n_query() > 8192 {
+        if self.max_items.checked_mul(self.n_query()).is_none_or(|t| t > 8192) {
             return Err(GenerativeError::config(
                 "model.max_items",
                 format!(
@@ -811,39 +810,42 @@ impl<B: Backend> SetRecRecommender<B> {
         seed: u64,
     ) -> Result<(f64, Vec<(f64, f64)>), ValidationError> {
         let n = self.model.n_items();
-        let mut values = Vec::new();
-        let parts = (eval.ranking == RankingMode::Full).then(|| {
-            let histories: Vec<&[ItemId]> = cases.iter().map(|c| c.history.as_slice()).collect();
-            self.parts(&histories)
-        });
-        for beta in self.config.beta_grid() {
-            let value = match &parts {
-                Some((cf, sem)) => {
-                    let set = eval.validate(n)?;
-                    let scores = Self::mix(cf, sem, beta);
-                    let outcomes: Vec<UserOutcome> = cases
-                        .iter()
-                        .zip(scores.chunks(n.max(1)))
-                        .map(|(c, row)| {
-                            let excluded: &[ItemId] = if eval.exclude_history { &c.history } else { &[] };
-                            UserOutcome {
-                                user: c.user,
-                                target: c.target,
-                                rank: pessimistic_rank(row, c.target, excluded),
-                                history_len: c.history.len(),
-                                invalid: Vec::new(),
-                            }
-                        })
-                        .collect();
-                    summarize(&set, eval, outcomes, None).metrics[metric]
+        let grid = self.config.beta_grid();
+        let values: Vec<f64> = if eval.ranking == RankingMode::Full {
+            // One decoder pass per chunk of users, ranked under every β before the next chunk:
+            // memory stays at one chunk's score rows whatever the number of users.
+            let set = eval.validate(n)?;
+            let mut outcomes: Vec<Vec<UserOutcome>> = vec![Vec::with_capacity(cases.len()); grid.len()];
+            for chunk in cases.chunks(self.config.score_batch) {
+                let histories: Vec<&[ItemId]> = chunk.iter().map(|c| c.history.as_slice()).collect();
+                let (cf, sem) = self.parts(&histories);
+                for (beta, out) in grid.iter().zip(&mut outcomes) {
+                    let scores = Self::mix(&cf, &sem, *beta);
+                    out.extend(chunk.iter().zip(scores.chunks(n.max(1))).map(|(c, row)| {
+                        let excluded: &[ItemId] = if eval.exclude_history { &c.history } else { &[] };
+                        UserOutcome {
+                            user: c.user,
+                            target: c.target,
+                            rank: pessimistic_rank(row, c.target, excluded),
+                            history_len: c.history.len(),
+                            invalid: Vec::new(),
+                        }
+                    }));
                 }
-                None => {
+            }
+            outcomes
+                .into_iter()
+                .map(|out| summarize(&set, eval, out, None).metrics[metric])
+                .collect()
+        } else {
+            grid.iter()
+                .map(|&beta| {
                     let model = SetRecView { inner: self, beta };
-                    evaluate(&model, cases, None, eval, seed)?.metrics[metric]
-                }
-            };
-            values.push((beta, value));
-        }
+                    Ok(evaluate(&model, cases, None, eval, seed)?.metrics[metric])
+                })
+                .collect::<Result<_, ValidationError>>()?
+        };
+        let values: Vec<(f64, f64)> = grid.into_iter().zip(values).collect();
         let best = values
             .iter()
             .fold(None, |best: Option<(f64, f64)>, &(b, v)| match best {
@@ -1198,6 +1200,14 @@ mod tests {
                 "sparse_mask = {sparse_mask}"
             );
         }
+        // The mask reaches the model: with it, earlier items cannot read later ones.
+        let with = values(model.generate(tokens.clone(), &histories, &cfg, &mut None));
+        let without = SetRecConfig {
+            sparse_mask: false,
+            ..cfg.clone()
+        };
+        let without = values(model.generate(tokens, &histories, &without, &mut None));
+        assert!(with.iter().zip(&without).any(|(a, b)| !close(*a, *b)));
     }
 
     #[test]
@@ -1324,11 +1334,27 @@ mod tests {
     }
 
     #[test]
-    fn on_smollm2_the_loss_falls_and_only_lora_and_the_tokenizers_move() {
+    fn on_smollm2_the_loss_falls_the_base_stays_and_the_rest_trains() {
         let Some((cfg, mut model)) = on_smollm2(4) else { return };
         let histories: [&[ItemId]; 3] = [&[3, 5, 1], &[8], &[2, 2]];
         let targets = [4, 0, 6];
-        let base = values(model.llm.as_ref().unwrap().embedding());
+        // A frozen weight the forward pass uses, and trained parts.
+        let base_q = |m: &SetRec<A>| {
+            values(
+                m.llm.as_ref().unwrap().blocks()[0]
+                    .proj(LoraTarget::Q)
+                    .base
+                    .weight
+                    .val(),
+            )
+        };
+        let trained = |m: &SetRec<A>| {
+            (
+                values(m.queries.val()),
+                values(m.cf_proj.as_ref().unwrap().weight.val()),
+            )
+        };
+        let (q0, t0) = (base_q(&model), trained(&model));
         let mut optim = burn::optim::AdamConfig::new().init();
         let first = model.loss(&histories, &targets, &cfg, &mut None).into_scalar();
         for _ in 0..5 {
@@ -1338,10 +1364,11 @@ mod tests {
         }
         let last = model.loss(&histories, &targets, &cfg, &mut None).into_scalar();
         assert!(last < first, "loss {first} -> {last}");
-        assert_eq!(
-            values(model.llm.as_ref().unwrap().embedding()),
-            base,
-            "the frozen base moved"
+        assert_eq!(base_q(&model), q0, "the frozen base moved");
+        let t1 = trained(&model);
+        assert!(
+            t1.0 != t0.0 && t1.1 != t0.1,
+            "the queries or the CF projection did not train"
         );
     }
 
