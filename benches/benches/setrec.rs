@@ -25,8 +25,7 @@ use genrec_eval::Recommender;
 use genrec_generative::setrec::{SetRecConfig, SetRecItems, SetRecRecommender};
 use genrec_generative::tiger::{tiger_loss, Tiger, TigerBatch, TigerConfig};
 use genrec_text::Matrix;
-use genrec_tokenize::collision::dedup_digit;
-use genrec_tokenize::{ItemIndex, TokenLayout};
+use genrec_tokenize::TokenLayout;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -52,15 +51,7 @@ fn bench(c: &mut Criterion) {
     genrec_benches::keep_freed_memory();
     let device = Default::default();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let codes: Vec<Vec<u32>> = (0..ITEMS)
-        .map(|_| (0..3).map(|_| rng.random_range(0..256)).collect())
-        .collect();
-    let (codes, extra) = dedup_digit(&codes);
-    let index = ItemIndex::new("random+dedup", vec![256, 256, 256, extra], codes).unwrap();
-    let histories: Vec<Vec<u32>> = (0..USERS)
-        .map(|_| (0..HISTORY).map(|_| rng.random_range(0..ITEMS as u32)).collect())
-        .collect();
-    let targets: Vec<u32> = (0..USERS).map(|_| rng.random_range(0..ITEMS as u32)).collect();
+    let (index, histories, targets) = genrec_benches::random_tiger_setup(ITEMS, USERS, HISTORY, &mut rng);
     let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
     let items = SetRecItems {
         cf: Some(random_matrix(ITEMS, 64, &mut rng)),

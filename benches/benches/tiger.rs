@@ -20,9 +20,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use genrec_generative::tiger::{tiger_loss, Tiger, TigerBatch, TigerConfig};
-use genrec_tokenize::collision::dedup_digit;
 use genrec_tokenize::{ItemIndex, TokenLayout};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// As the `genrec` binary (see its main.rs): mimalloc, not glibc malloc.
@@ -34,17 +33,7 @@ const USERS: usize = 256;
 const HISTORY: usize = 20;
 
 fn setup() -> (ItemIndex, Vec<Vec<u32>>, Vec<u32>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let codes: Vec<Vec<u32>> = (0..ITEMS)
-        .map(|_| (0..3).map(|_| rng.random_range(0..256)).collect())
-        .collect();
-    let (codes, extra) = dedup_digit(&codes);
-    let index = ItemIndex::new("random+dedup", vec![256, 256, 256, extra], codes).unwrap();
-    let histories = (0..USERS)
-        .map(|_| (0..HISTORY).map(|_| rng.random_range(0..ITEMS as u32)).collect())
-        .collect();
-    let targets = (0..USERS).map(|_| rng.random_range(0..ITEMS as u32)).collect();
-    (index, histories, targets)
+    genrec_benches::random_tiger_setup(ITEMS, USERS, HISTORY, &mut ChaCha8Rng::seed_from_u64(0))
 }
 
 fn bench(c: &mut Criterion) {

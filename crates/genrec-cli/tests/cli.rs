@@ -762,6 +762,21 @@ fn lcrec_trains_end_to_end_on_smollm2() {
     assert!(fails(&["run", c, "--set", "index.method=\"opq\""]).contains("LC-Rec"));
 }
 
+/// Trains a small SASRec (the `[data]`, `[train]` and `[eval]` tables in `common`) into `out`
+/// and returns its `item_embeddings.npy`.
+fn sasrec_table(tmp: &Path, out: &Path, common: &str) -> PathBuf {
+    let sasrec = tmp.join("sasrec.toml");
+    std::fs::write(
+        &sasrec,
+        format!("name = \"sasrec-e2e\"\n[model]\nkind = \"sasrec\"\nd_model = 16\nn_heads = 2\n{common}"),
+    )
+    .unwrap();
+    let dir = run_dir(&ok(&["run", sasrec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    let vectors = dir.join("item_embeddings.npy");
+    assert!(vectors.exists());
+    vectors
+}
+
 #[test]
 fn slmrec_teacher_then_students_with_and_without_distillation() {
     let tmp = tempfile::tempdir().unwrap();
@@ -769,15 +784,7 @@ fn slmrec_teacher_then_students_with_and_without_distillation() {
     let common = "[data]\ndataset = \"synthetic:users=40,items=20\"\nmax_history = 8\n\
                   [train]\nepochs = 1\nbatch_size = 16\nlr = 0.001\neval_every = 1\n[eval]\nks = [5, 10]\n";
     // A SASRec run leaves its item table for the teacher's frozen input vectors.
-    let sasrec = tmp.path().join("sasrec.toml");
-    std::fs::write(
-        &sasrec,
-        format!("name = \"sasrec-e2e\"\n[model]\nkind = \"sasrec\"\nd_model = 16\nn_heads = 2\n{common}"),
-    )
-    .unwrap();
-    let sasrec_dir = run_dir(&ok(&["run", sasrec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
-    let vectors = sasrec_dir.join("item_embeddings.npy");
-    assert!(vectors.exists());
+    let vectors = sasrec_table(tmp.path(), &out, common);
     let teacher = tmp.path().join("teacher.toml");
     std::fs::write(
         &teacher,
@@ -854,7 +861,7 @@ fn slmrec_teacher_then_students_with_and_without_distillation() {
     assert!(fails(&["run", s, "--set", "model.layers=3"]).contains("deeper than its teacher"));
     assert!(fails(&["run", s, "--set", "model.blocks=2"]).contains("model.blocks"));
     assert!(fails(&["run", s, "--set", "seed=7"]).contains("item ids would not match"));
-    let not_teacher = format!("model.teacher={:?}", sasrec_dir.to_str().unwrap());
+    let not_teacher = format!("model.teacher={:?}", vectors.parent().unwrap().to_str().unwrap());
     assert!(fails(&["run", s, "--set", &not_teacher]).contains("needs an `llmrec` teacher"));
     let t = teacher.to_str().unwrap();
     assert!(fails(&["run", t, "--set", "model.item_vectors=\"missing.npy\""]).contains("missing.npy"));
@@ -1174,14 +1181,7 @@ fn setrec_on_a_sasrec_table_chooses_beta_on_validation_and_names_bad_inputs() {
         "[data]\ndataset = \"{data}\"\nmax_history = 8\n\
          [train]\nepochs = 2\nbatch_size = 16\nlr = 0.001\neval_every = 1\n[eval]\nks = [5, 10]\n"
     );
-    let sasrec = tmp.path().join("sasrec.toml");
-    std::fs::write(
-        &sasrec,
-        format!("name = \"sasrec-e2e\"\n[model]\nkind = \"sasrec\"\nd_model = 16\nn_heads = 2\n{common}"),
-    )
-    .unwrap();
-    let sasrec_dir = run_dir(&ok(&["run", sasrec.to_str().unwrap(), "--out", out.to_str().unwrap()]));
-    let vectors = sasrec_dir.join("item_embeddings.npy");
+    let vectors = sasrec_table(tmp.path(), &out, &common);
     let setrec = tmp.path().join("setrec.toml");
     std::fs::write(
         &setrec,

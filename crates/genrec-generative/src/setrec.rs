@@ -646,12 +646,9 @@ impl<B: Backend> SetRec<B> {
     ) -> Tensor<B, 3> {
         let device = tokens.device();
         let [_, nq, d] = tokens.dims();
-        let rows = layout.ids.len() / layout.slots;
-        let src = layout.slots * nq;
+        let (history, queries) = self.inputs(tokens, layout);
+        let [rows, src, _] = history.dims();
         let t = src + nq;
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [layout.ids.len()]), &device);
-        let history = tokens.select(0, ids).reshape([rows, src, d]);
-        let queries = self.queries.val().unsqueeze::<3>().repeat_dim(0, rows);
         let x = Tensor::cat(vec![history, queries], 1);
         let mut positions = Vec::with_capacity(rows);
         let mut blocked = Vec::with_capacity(rows * t * t);
@@ -680,17 +677,31 @@ impl<B: Backend> SetRec<B> {
         rng: &mut Option<&mut ChaCha8Rng>,
     ) -> Tensor<B, 3> {
         let device = tokens.device();
-        let [_, nq, d] = tokens.dims();
-        let rows = layout.ids.len() / layout.slots;
-        let src = layout.slots * nq;
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [layout.ids.len()]), &device);
-        let x = tokens.select(0, ids).reshape([rows, src, d]);
+        let nq = tokens.dims()[1];
+        let (x, queries) = self.inputs(tokens, layout);
+        let [rows, src, _] = x.dims();
         let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [rows, src]), &device);
         let positions: Vec<usize> = (0..src).map(|t| t / nq).collect();
         let mask = sparse.then(|| sparse_mask(layout.slots, nq, &device));
         let memory = t5.encode_embeddings_with(x, &positions, mask, pad.clone(), rng);
-        let queries = self.queries.val().unsqueeze::<3>().repeat_dim(0, rows);
         t5.decode_queries_with(memory, pad, queries, rng)
+    }
+
+    /// The history's token vectors in layout order and the queries, one copy per row.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[n_items, n_query, d_model]`
+    /// - output: `[rows, slots · n_query, d_model]` and `[rows, n_query, d_model]`
+    fn inputs(&self, tokens: Tensor<B, 3>, layout: &HistoryLayout) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [_, nq, d] = tokens.dims();
+        let rows = layout.ids.len() / layout.slots;
+        let ids = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(layout.ids.clone(), [layout.ids.len()]),
+            &tokens.device(),
+        );
+        let history = tokens.select(0, ids).reshape([rows, layout.slots * nq, d]);
+        let queries = self.queries.val().unsqueeze::<3>().repeat_dim(0, rows);
+        (history, queries)
     }
 
     /// Each history's collaborative and semantic score parts over all items (zeros for a kind
@@ -1210,6 +1221,19 @@ mod tests {
         assert!(with.iter().zip(&without).any(|(a, b)| !close(*a, *b)));
     }
 
+    /// The T5 encoder's inputs for one history (3 tokens per item): vectors and padding.
+    fn encoder_inputs(
+        model: &SetRec<B>,
+        tokens: Tensor<B, 3>,
+        history: &[ItemId],
+    ) -> (Tensor<B, 3>, Tensor<B, 2, Bool>) {
+        let layout = HistoryLayout::new(&[history], 4, 3);
+        let (x, _) = model.inputs(tokens, &layout);
+        let src = x.dims()[1];
+        let pad = Tensor::from_data(TensorData::new(layout.pad, [1, src]), &x.device());
+        (x, pad)
+    }
+
     #[test]
     fn a_later_item_does_not_change_earlier_tokens_under_the_sparse_mask() {
         let device = Default::default();
@@ -1217,10 +1241,7 @@ mod tests {
         let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 4, &device).unwrap();
         let (tokens, _) = model.item_tokens();
         let encode = |last: ItemId, sparse: bool| {
-            let layout = HistoryLayout::new(&[&[2, 6, last]], 4, 3);
-            let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [3]), &device);
-            let x = tokens.clone().select(0, ids).reshape([1, 9, 8]);
-            let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [1, 9]), &device);
+            let (x, pad) = encoder_inputs(&model, tokens.clone(), &[2, 6, last]);
             let mask = sparse.then(|| sparse_mask(3, 3, &device));
             let positions: Vec<usize> = (0..9).map(|t| t / 3).collect();
             values(
@@ -1245,10 +1266,7 @@ mod tests {
         let cfg = config();
         let model: SetRec<B> = cfg.init_seeded(&items(), N_ITEMS, None, 6, &device).unwrap();
         let (tokens, _) = model.item_tokens();
-        let layout = HistoryLayout::new(&[&[2, 6]], 4, 3);
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(layout.ids.clone(), [2]), &device);
-        let x = tokens.select(0, ids).reshape([1, 6, 8]);
-        let pad = Tensor::<B, 2, Bool>::from_data(TensorData::new(layout.pad.clone(), [1, 6]), &device);
+        let (x, pad) = encoder_inputs(&model, tokens, &[2, 6]);
         let t5 = model.t5.as_ref().unwrap();
         let memory = t5.encode_embeddings_with(x, &[0, 0, 0, 1, 1, 1], None, pad.clone(), &mut None);
         let queries = model.queries.val().unsqueeze::<3>();
@@ -1260,17 +1278,22 @@ mod tests {
         assert!(base[16..].iter().zip(&moved[16..]).any(|(a, b)| !close(*a, *b)));
     }
 
-    #[test]
-    fn the_full_ranking_sweep_matches_evaluation_at_each_beta() {
-        let device = Default::default();
+    /// A leave-one-out split of `users` synthetic users over the test items (3 topics).
+    fn synthetic_split(users: usize) -> LeaveOneOut {
         let data = SyntheticConfig {
-            users: 30,
+            users,
             items: N_ITEMS,
             topics: 3,
             ..SyntheticConfig::default()
         }
         .generate();
-        let split = LeaveOneOut::new(&data, &SplitConfig { max_history: 10 });
+        LeaveOneOut::new(&data, &SplitConfig { max_history: 10 })
+    }
+
+    #[test]
+    fn the_full_ranking_sweep_matches_evaluation_at_each_beta() {
+        let device = Default::default();
+        let split = synthetic_split(30);
         let cfg = SetRecConfig {
             betas: vec![0.0, 0.4, 1.0],
             ..config()
@@ -1375,14 +1398,7 @@ mod tests {
     #[test]
     fn trains_and_beats_its_start_on_synthetic_sequences() {
         let device = Default::default();
-        let data = SyntheticConfig {
-            users: 60,
-            items: N_ITEMS,
-            topics: 3,
-            ..SyntheticConfig::default()
-        }
-        .generate();
-        let split = LeaveOneOut::new(&data, &SplitConfig { max_history: 10 });
+        let split = synthetic_split(60);
         let cfg = config();
         let train = TrainConfig {
             epochs: 6,
