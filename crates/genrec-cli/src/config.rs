@@ -142,37 +142,78 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
     Ok(())
 }
 
-/// The error's text, plus the line of an unknown field: inside a tagged table (`[model]` with its
-/// `kind`) the TOML reader can only point at the table's header, so the field's own line is
-/// looked up in the table's lines of `text`.
+/// The error's text, plus the line of the field at fault: inside a tagged table (`[model]` with
+/// its `kind`) the TOML reader can only point at the table's header, so an unknown field's line,
+/// or the line whose value has the wrong type or range, is looked up in the table's lines of
+/// `text` (its sub-tables such as `[model.t5]` included).
 fn pinpoint(text: &str, error: &toml::de::Error) -> String {
     let message = error.to_string();
-    let field = message
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let at = text[..span.start.min(text.len())].matches('\n').count();
+    let Some(header) = text.lines().nth(at).filter(|l| l.trim_start().starts_with('[')) else {
+        return message;
+    };
+    // `[model]` -> `model`: its own lines and those of `[model.…]` sub-tables.
+    let table = header.trim().trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    let mut lines: Vec<(usize, &str)> = Vec::new();
+    let mut inside = true;
+    for (i, line) in text.lines().enumerate().skip(at + 1) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            inside = name.starts_with(&format!("{table}."));
+            continue;
+        }
+        if inside && t.contains('=') && !t.starts_with('#') {
+            lines.push((i, line));
+        }
+    }
+    let key = |l: &str| l.split('=').next().unwrap_or("").trim().trim_matches('"').to_string();
+    let unknown = message
         .split("unknown field `")
         .nth(1)
         .and_then(|rest| rest.split('`').next());
-    let (Some(field), Some(span)) = (field, error.span()) else {
-        return message;
+    let found: Vec<&(usize, &str)> = match unknown {
+        Some(field) => lines.iter().filter(|(_, l)| key(l) == field).collect(),
+        // "invalid type: string \"big\", expected usize": the lines holding that value.
+        None => lines
+            .iter()
+            .filter(|(_, l)| {
+                let value = l.split_once('=').map_or("", |(_, v)| v);
+                toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|t| t.get("v").map(unexpected))
+                    .is_some_and(|u| {
+                        message.contains(&format!("invalid type: {u}"))
+                            || message.contains(&format!("invalid value: {u}"))
+                    })
+            })
+            .collect(),
     };
-    // The lines after the one the error points at, up to the next table header.
-    let at = text[..span.start.min(text.len())].matches('\n').count();
-    let found = text
-        .lines()
-        .enumerate()
-        .skip(at + 1)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| {
-            let key = l.split('=').next().unwrap_or("").trim().trim_matches('"');
-            l.contains('=') && key == field
-        });
-    match found {
-        Some((i, line)) => format!(
-            "{}\nthe field `{field}` is at line {}: {}",
+    match found.as_slice() {
+        [(i, line)] => format!(
+            "{}\nthe field `{}` is at line {}: {}",
             message.trim_end(),
+            key(line),
             i + 1,
             line.trim()
         ),
-        None => message,
+        _ => message,
+    }
+}
+
+/// How serde describes a TOML value it did not expect (`string "x"`, ``integer `3` ``, …).
+fn unexpected(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("string {s:?}"),
+        toml::Value::Integer(i) => format!("integer `{i}`"),
+        toml::Value::Float(f) => format!("floating point `{f}`"),
+        toml::Value::Boolean(b) => format!("boolean `{b}`"),
+        toml::Value::Array(_) => "sequence".into(),
+        toml::Value::Table(_) => "map".into(),
+        toml::Value::Datetime(d) => format!("{d}"),
     }
 }
 

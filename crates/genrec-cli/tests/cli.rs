@@ -207,13 +207,27 @@ fn bad_input_gives_named_errors() {
         let mut args = vec!["run", b];
         args.extend(extra);
         let err = fails(&args);
-        // The `[model]` table's line (4): serde's tagged enums drop the inner field's span, but the
-        // line is the user's, not the re-serialised document's.
+        // serde's tagged enums drop the inner field's span: the field is found by its value, at
+        // the user's line, not the re-serialised document's.
         assert!(
-            err.contains("bad.toml") && err.contains("line 4") && err.contains("\"big\", expected usize"),
+            err.contains("bad.toml")
+                && err.contains("\"big\", expected usize")
+                && err.contains("the field `d_model` is at line 6: d_model = \"big\""),
             "{err}"
         );
     }
+    // A wrong type in a sub-table of `[model]` (TIGER's `[model.t5]`) is found there too.
+    std::fs::write(
+        &bad,
+        "name = \"b\"\n[data]\ndataset = \"synthetic:users=50,items=30\"\n[model]\nkind = \"tiger\"\n\
+         [model.t5]\nd_model = 64\ndropout = true\n[eval]\nks = [5]\n",
+    )
+    .unwrap();
+    let err = fails(&["run", b]);
+    assert!(
+        err.contains("the field `dropout` is at line 8: dropout = true"),
+        "{err}"
+    );
     // An unknown field inside the tagged `[model]` table is named at its own line.
     std::fs::write(
         &bad,
