@@ -281,9 +281,27 @@ enum FeaturesCommand {
 fn main() {
     keep_freed_memory();
     if let Err(e) = real_main() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, `: `-separated as `{:#}` writes them, leaving out a cause whose
+/// text an outer message already quotes (`x.csv: Permission denied (os error 13)` is not
+/// followed by the same reason again).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out += ": ";
+        }
+        out += &text;
+    }
+    out
 }
 
 fn real_main() -> Result<()> {

@@ -1309,3 +1309,41 @@ fn setrec_on_a_sasrec_table_chooses_beta_on_validation_and_names_bad_inputs() {
     let err = fails(&["run", s, "--set", "model.ae_out=15"]);
     assert!(err.contains("model.ae_out") && err.contains("model.n_sem = 2"), "{err}");
 }
+
+/// Runs `genrec` as user `nobody` (through `setpriv`, when this test runs as root, which reads
+/// any file): an unreadable input must give the path and the system's reason once, no panic.
+#[test]
+fn unreadable_input_names_the_path_and_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let file = dir.join("x.csv");
+    std::fs::write(&file, "user_id,item_id,timestamp\n1,2,3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let output = if root {
+        // `nobody` must reach the binary and the file: both go into a world-readable directory.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("genrec");
+        std::fs::copy(env!("CARGO_BIN_EXE_genrec"), &bin).unwrap();
+        let setpriv = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["data", "stats", file.to_str().unwrap()])
+            .output();
+        match setpriv {
+            Ok(o) if !String::from_utf8_lossy(&o.stderr).starts_with("setpriv:") => o,
+            other => {
+                eprintln!("skipping: running as root and setpriv cannot switch to nobody ({other:?})");
+                return;
+            }
+        }
+    } else {
+        genrec(&["data", "stats", file.to_str().unwrap()])
+    };
+    assert!(!output.status.success());
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(&format!("{}: Permission denied", file.display())), "{err}");
+    assert_eq!(err.matches("Permission denied").count(), 1, "{err}");
+}
