@@ -309,8 +309,8 @@ impl LooModel for SetRecConfig {
         } else {
             None
         };
+        // Checked (rows, finite values) by train_setrec before any training.
         let items = SetRecItems { cf, text };
-        items.check(self, n_items)?;
         let setup_seconds = started.elapsed().as_secs_f64();
         let (train, eval, split) = (ctx.train, ctx.eval, ctx.split);
         let file = match self.backbone {

@@ -537,10 +537,16 @@ fn llm_sees(q: usize, k: usize, src: usize, n_query: usize, pad: &[bool], sparse
         return true;
     }
     match (q < src, k < src) {
-        (true, true) => !pad[k] && if sparse { k / n_query < q / n_query } else { k < q },
+        (true, true) => !pad[k] && if sparse { item_sees(q, k, n_query) } else { k < q },
         (false, true) => !pad[k],
         _ => false,
     }
+}
+
+/// SETRec's sparse rule between history tokens `q` (query) and `k` (key), `n_query` per item:
+/// every token of an earlier item, and itself.
+fn item_sees(q: usize, k: usize, n_query: usize) -> bool {
+    q == k || k / n_query < q / n_query
 }
 
 /// The sparse mask over `slots` items of `n_query` tokens: token `a` of item `k` sees every
@@ -551,16 +557,7 @@ fn llm_sees(q: usize, k: usize, src: usize, n_query: usize, pad: &[bool], sparse
 pub fn sparse_mask<B: Backend>(slots: usize, n_query: usize, device: &B::Device) -> Tensor<B, 4> {
     let src = slots * n_query;
     let values: Vec<f32> = (0..src)
-        .flat_map(|q| {
-            (0..src).map(move |k| {
-                let (qi, ki) = (q / n_query, k / n_query);
-                if ki < qi || q == k {
-                    0.0
-                } else {
-                    MASKED
-                }
-            })
-        })
+        .flat_map(|q| (0..src).map(move |k| if item_sees(q, k, n_query) { 0.0 } else { MASKED }))
         .collect();
     Tensor::from_data(TensorData::new(values, [1, 1, src, src]), device)
 }
@@ -804,6 +801,23 @@ impl<B: Backend> SetRecRecommender<B> {
         (cf, sem)
     }
 
+    /// The same model (item tokens shared, not recomputed) grounding with another β.
+    fn with_beta(&self, beta: f64) -> Self {
+        SetRecRecommender {
+            model: self.model.clone(),
+            config: self.config.clone(),
+            beta,
+            sweep: Vec::new(),
+            tokens: self.tokens.clone(),
+        }
+    }
+
+    /// Every item's score after each history at the model's β, row-major.
+    fn mixed(&self, histories: &[&[ItemId]]) -> Vec<f32> {
+        let (cf, sem) = self.parts(histories);
+        Self::mix(&cf, &sem, self.beta)
+    }
+
     /// `(1 − β) · cf + β · sem`, elementwise.
     fn mix(cf: &[f32], sem: &[f32], beta: f64) -> Vec<f32> {
         let (a, b) = ((1.0 - beta) as f32, beta as f32);
@@ -812,7 +826,7 @@ impl<B: Backend> SetRecRecommender<B> {
 
     /// `metric` on `cases` for every β of the config's grid, and the best β (the first of equal
     /// values). Full ranking mixes one decoder pass's parts per β; sampled ranking evaluates
-    /// each β in turn.
+    /// a copy at each β in turn.
     pub fn sweep_beta(
         &self,
         cases: &[EvalCase],
@@ -850,10 +864,7 @@ impl<B: Backend> SetRecRecommender<B> {
                 .collect()
         } else {
             grid.iter()
-                .map(|&beta| {
-                    let model = SetRecView { inner: self, beta };
-                    Ok(evaluate(&model, cases, None, eval, seed)?.metrics[metric])
-                })
+                .map(|&beta| Ok(evaluate(&self.with_beta(beta), cases, None, eval, seed)?.metrics[metric]))
                 .collect::<Result<_, ValidationError>>()?
         };
         let values: Vec<(f64, f64)> = grid.into_iter().zip(values).collect();
@@ -868,32 +879,6 @@ impl<B: Backend> SetRecRecommender<B> {
     }
 }
 
-/// A recommender scoring with a β other than its own (the sampled-ranking sweep).
-struct SetRecView<'a, B: Backend> {
-    inner: &'a SetRecRecommender<B>,
-    beta: f64,
-}
-
-fn scores_with<B: Backend>(model: &SetRecRecommender<B>, histories: &[&[ItemId]], beta: f64) -> Vec<f32> {
-    let (cf, sem) = model.parts(histories);
-    SetRecRecommender::<B>::mix(&cf, &sem, beta)
-}
-
-impl<B: Backend> Recommender for SetRecView<'_, B> {
-    fn name(&self) -> String {
-        "setrec".into()
-    }
-    fn n_items(&self) -> usize {
-        self.inner.model.n_items()
-    }
-    fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        top_k_rows(&scores_with(self.inner, histories, self.beta), self.n_items(), k)
-    }
-    fn scores(&self, histories: &[&[ItemId]]) -> Option<Vec<f32>> {
-        Some(scores_with(self.inner, histories, self.beta))
-    }
-}
-
 impl<B: Backend> Recommender for SetRecRecommender<B> {
     fn name(&self) -> String {
         "setrec".into()
@@ -904,11 +889,11 @@ impl<B: Backend> Recommender for SetRecRecommender<B> {
     }
 
     fn recommend(&self, histories: &[&[ItemId]], k: usize) -> Vec<Vec<ItemId>> {
-        top_k_rows(&scores_with(self, histories, self.beta), self.n_items(), k)
+        top_k_rows(&self.mixed(histories), self.n_items(), k)
     }
 
     fn scores(&self, histories: &[&[ItemId]]) -> Option<Vec<f32>> {
-        Some(scores_with(self, histories, self.beta))
+        Some(self.mixed(histories))
     }
 }
 
